@@ -1,0 +1,265 @@
+"""Step readers: whatever engine the XML selects (SST live, BP5 replay).
+
+We drive ``BeginStep`` ourselves with an explicit timeout: the high-level
+``Stream.steps()`` ends its loop on the first timeout as if the stream had
+ended, which would turn a slow simulation into a silently truncated catalog.
+Here a timeout is its own outcome (``StepStatus.TIMEOUT``), distinct from the
+end of the stream.
+
+Each rank reads only its pieces of the writer's blocks, into buffers that are
+allocated once per block layout and refilled every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import os
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from intransit.adapters.blocks import BlockInfo, Piece, assign_pieces, global_shape_of, parse_blocks_info
+from intransit.adapters.cohort import reader_communicator
+from intransit.analyzers.base import Block
+
+log = logging.getLogger(__name__)
+
+#: ADIOS2 type names → numpy dtypes for the arrays we analyze.
+ADIOS_DTYPES = {
+    "double": np.float64,
+    "float": np.float32,
+    "long double": np.longdouble,
+    "int8_t": np.int8,
+    "int16_t": np.int16,
+    "int32_t": np.int32,
+    "int64_t": np.int64,
+    "uint8_t": np.uint8,
+    "uint16_t": np.uint16,
+    "uint32_t": np.uint32,
+    "uint64_t": np.uint64,
+}
+
+
+class StepStatus(enum.Enum):
+    OK = "ok"
+    END = "end of stream"
+    TIMEOUT = "timeout"
+
+
+class StreamError(RuntimeError):
+    """A stream could not be opened or read; the message says which and why."""
+
+
+class StepReader(Protocol):
+    """What the service needs from any reader (SST, BP5, in-memory)."""
+
+    def begin_step(self, timeout_s: float) -> StepStatus: ...
+    def current_step(self) -> int: ...
+    def variable_names(self) -> list[str]: ...
+    def read(self, variable: str) -> tuple[tuple[int, ...], list[Block]]: ...
+    def end_step(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass
+class _Layout:
+    key: tuple[Any, ...]
+    global_shape: tuple[int, ...]
+    pieces: list[Piece]
+    buffers: list[np.ndarray]
+
+
+class AdiosStepReader:
+    """One rank's reader of an ADIOS2 stream or file, configured by XML.
+
+    ``rank``/``n_ranks`` select this rank's share of every variable's blocks.
+    ``comm`` is passed to ADIOS2 only when it was built with MPI (one reader
+    cohort); with the serial wheel every rank is its own reader.
+    """
+
+    def __init__(
+        self,
+        *,
+        stream: str,
+        xml: str | None,
+        io_name: str,
+        rank: int = 0,
+        n_ranks: int = 1,
+        engine: str | None = None,
+        open_timeout_s: float = 30.0,
+        comm: Any = None,
+    ) -> None:
+        import adios2
+        from adios2 import bindings
+
+        self._bindings = bindings
+        self.stream = stream
+        self.rank = rank
+        self.n_ranks = n_ranks
+        self._layouts: dict[str, _Layout] = {}
+        if xml is not None and not os.path.isfile(xml):
+            raise StreamError(f"ADIOS2 XML file {xml!r} does not exist")
+        cohort = reader_communicator(comm)
+        if cohort is not None:
+            self._adios = adios2.Adios(xml, comm=cohort) if xml else adios2.Adios(comm=cohort)
+        else:
+            self._adios = adios2.Adios(xml) if xml else adios2.Adios()
+        self._io = self._adios.declare_io(io_name)
+        if engine:
+            self._io.set_engine(engine)
+        self.engine_type = self._io.engine_type() or "BP5"
+        if self.engine_type.upper() == "SST":
+            self._io.set_parameter("OpenTimeoutSecs", str(max(1, int(round(open_timeout_s)))))
+        elif not os.path.exists(stream):
+            raise StreamError(
+                f"no {self.engine_type} file or directory {stream!r} to replay; give the path the simulation wrote"
+            )
+        try:
+            self._engine = self._io.open(stream, bindings.Mode.Read)
+        except RuntimeError as exc:
+            if self.engine_type.upper() == "SST":
+                raise StreamError(
+                    f"no live SST writer for stream {stream!r} within {open_timeout_s:g} s "
+                    f"(looked for the contact file {stream}.sst; is the simulation running with an SST engine, "
+                    f"from a directory where that path resolves?)"
+                ) from exc
+            raise StreamError(f"cannot open {self.engine_type} stream {stream!r}: {_first_line(exc)}") from exc
+        log.debug("rank %d opened %s stream %r", rank, self.engine_type, stream)
+
+    def begin_step(self, timeout_s: float) -> StepStatus:
+        status = self._engine.impl.BeginStep(self._bindings.StepMode.Read, float(timeout_s))
+        if status == self._bindings.StepStatus.OK:
+            return StepStatus.OK
+        if status == self._bindings.StepStatus.EndOfStream:
+            return StepStatus.END
+        if status == self._bindings.StepStatus.NotReady:
+            return StepStatus.TIMEOUT
+        raise StreamError(f"ADIOS2 reported {status} on stream {self.stream!r}")
+
+    def current_step(self) -> int:
+        return int(self._engine.current_step())
+
+    def variable_names(self) -> list[str]:
+        return sorted(self._io.available_variables())
+
+    def _layout(self, variable: str) -> _Layout:
+        raw = self._engine.blocks_info(variable, self.current_step())
+        blocks = parse_blocks_info(raw)
+        var = self._io.inquire_variable(variable)
+        dtype = ADIOS_DTYPES.get(var.type())
+        if dtype is None:
+            raise StreamError(f"variable {variable!r} has type {var.type()!r}; analyzable types: {', '.join(ADIOS_DTYPES)}")
+        shape = tuple(int(x) for x in var.shape()) or global_shape_of(blocks)
+        key = (shape, np.dtype(dtype).str, tuple((b.block_id, b.start, b.count) for b in blocks))
+        layout = self._layouts.get(variable)
+        if layout is None or layout.key != key:
+            pieces = assign_pieces(blocks, self.n_ranks)[self.rank]
+            buffers = [np.empty(p.count, dtype=dtype) for p in pieces]
+            layout = _Layout(key, shape, pieces, buffers)
+            self._layouts[variable] = layout
+            log.debug("rank %d: %s layout %s, my pieces %s", self.rank, variable, shape, pieces)
+        return layout
+
+    def read(self, variable: str) -> tuple[tuple[int, ...], list[Block]]:
+        """This rank's pieces of ``variable`` at the current step, in reused buffers."""
+        var = self._io.inquire_variable(variable)
+        if var is None:
+            raise StreamError(
+                f"variable {variable!r} is not in stream {self.stream!r} at step {self.current_step()}; "
+                f"it has: {', '.join(self.variable_names()) or '(no variables)'}"
+            )
+        layout = self._layout(variable)
+        for piece, buf in zip(layout.pieces, layout.buffers):
+            if piece.whole_block:
+                var.set_block_selection(piece.block_id)
+            else:
+                var.set_selection([list(piece.start), list(piece.count)])
+            self._engine.get(var, buf, self._bindings.Mode.Deferred)
+        self._engine.perform_gets()
+        blocks = [Block(buf, p.start, p.count, p.block_id) for p, buf in zip(layout.pieces, layout.buffers)]
+        return layout.global_shape, blocks
+
+    def end_step(self) -> None:
+        self._engine.end_step()
+
+    def close(self) -> None:
+        try:
+            self._engine.close()
+        except Exception:  # closing after a writer vanished must not mask the real error
+            log.debug("closing %r failed", self.stream, exc_info=True)
+
+
+class MemoryStepReader:
+    """Steps held in memory, for unit tests of the service logic.
+
+    ``steps`` is a list of (writer step number, {variable: list of BlockInfo-
+    shaped arrays}) where each variable maps to ``(global_shape, blocks)`` with
+    blocks as (start, array) pairs.  ``None`` in place of a step stands for a
+    timeout.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[tuple[int, dict[str, tuple[tuple[int, ...], list[tuple[tuple[int, ...], np.ndarray]]]]] | None],
+        *,
+        rank: int = 0,
+        n_ranks: int = 1,
+    ) -> None:
+        self._steps = list(steps)
+        self._pos = -1
+        self.rank = rank
+        self.n_ranks = n_ranks
+
+    def begin_step(self, timeout_s: float) -> StepStatus:
+        self._pos += 1
+        if self._pos >= len(self._steps):
+            return StepStatus.END
+        if self._steps[self._pos] is None:
+            return StepStatus.TIMEOUT
+        return StepStatus.OK
+
+    def current_step(self) -> int:
+        entry = self._steps[self._pos]
+        assert entry is not None
+        return entry[0]
+
+    def variable_names(self) -> list[str]:
+        entry = self._steps[self._pos]
+        return sorted(entry[1]) if entry else []
+
+    def read(self, variable: str) -> tuple[tuple[int, ...], list[Block]]:
+        entry = self._steps[self._pos]
+        assert entry is not None
+        if variable not in entry[1]:
+            raise StreamError(f"variable {variable!r} is not in the stream; it has: {', '.join(sorted(entry[1]))}")
+        shape, raw_blocks = entry[1][variable]
+        infos = [BlockInfo(i, tuple(start), tuple(arr.shape)) for i, (start, arr) in enumerate(raw_blocks)]
+        mine = assign_pieces(infos, self.n_ranks)[self.rank]
+        out = []
+        for p in mine:
+            arr = raw_blocks[p.block_id][1]
+            rel = tuple(slice(s - b, s - b + c) for s, b, c in zip(p.start, infos[p.block_id].start, p.count))
+            out.append(Block(np.array(arr[rel]), p.start, p.count, p.block_id))
+        return tuple(shape), out
+
+    def end_step(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    # ADIOS2 colours its exception text with ANSI escapes; strip them for logs.
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", line)
+
+
+def describe_pieces(pieces: Sequence[Piece]) -> str:
+    """Short human text for a rank's share (logs)."""
+    return ", ".join(f"b{p.block_id}{'' if p.whole_block else '*'}@{p.start}+{p.count}" for p in pieces)

@@ -1,0 +1,108 @@
+"""The ``intransit`` command: ``run`` a job (under mpiexec or alone), ``report`` a catalog."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from intransit.service import config as job_config
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="intransit", description="In-transit analytics for ADIOS2 simulations.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run an analytics job (mpiexec -n M intransit run JOB.toml)")
+    r.add_argument("job", help="job config (TOML)")
+    r.add_argument("--stream", help="override [stream] name (e.g. a BP5 file to replay)")
+    r.add_argument("--engine", help="override the engine the XML selects (SST, BP5)")
+    r.add_argument("--catalog", help="override [output] catalog path")
+    r.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override [output] log_level")
+    r.add_argument("--summary-json", help="write the run summary as JSON here (rank 0)")
+    c = sub.add_parser("report", help="summarise a catalog and export CSV")
+    c.add_argument("catalog", help="catalog written by intransit run (a .bp folder)")
+    c.add_argument("--csv", metavar="DIR", help="write one CSV per analyzer and steps.csv into DIR")
+    return p
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"intransit: error: {message}\n")
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from intransit.adapters.reader import StreamError
+    from intransit.service.comm import world
+    from intransit.service.runner import SetupError, StepTimeout, run_job
+
+    try:
+        cfg = job_config.load(args.job)
+    except job_config.ConfigError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
+    if args.stream:
+        cfg.stream.name = args.stream
+    if args.engine:
+        cfg.stream.engine = args.engine
+    if args.catalog:
+        cfg.output.catalog = os.path.abspath(args.catalog)
+    level = (args.log_level or cfg.output.log_level).upper()
+    comm = world()
+    rank = comm.Get_rank()
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format=f"%(asctime)s intransit[{rank}] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if rank != 0:
+        logging.getLogger().setLevel(max(logging.WARNING, getattr(logging, level)))
+    log = logging.getLogger("intransit")
+    if rank == 0:
+        log.info("job %s: stream %r, %d analytics rank(s), analyzers %s", cfg.path, cfg.stream.name, comm.Get_size(),
+                 ", ".join(a.name for a in cfg.analyzers))
+    try:
+        summary = run_job(cfg, comm)
+    except (StreamError, SetupError, StepTimeout) as exc:
+        return _fail(str(exc), EXIT_RUNTIME) if rank == 0 else EXIT_RUNTIME
+    if rank == 0:
+        log.info(
+            "done (%s): %d steps analyzed, %d dropped, %.1f steps/s, mean step %.2f ms; catalog %s",
+            summary.end_reason, summary.steps_analyzed, summary.steps_dropped, summary.steps_per_second,
+            summary.step_seconds_mean * 1e3, summary.catalog,
+        )
+        out = args.summary_json or cfg.output.metrics
+        if out:
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            with open(out, "w") as fh:
+                json.dump(dataclasses.asdict(summary), fh, indent=2, sort_keys=True, default=float)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from intransit.service.report import report
+
+    try:
+        lines, paths = report(args.catalog, csv_dir=args.csv)
+    except FileNotFoundError as exc:
+        return _fail(str(exc), EXIT_RUNTIME)
+    sys.stdout.write("\n".join(lines) + "\n")
+    for p in paths:
+        sys.stdout.write(f"wrote {p}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return _report(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""The job config: TOML, validated in full before anything opens a stream.
+
+Every error names the file, the key and what would be valid, so a user fixes
+the config in one go instead of discovering mistakes one run at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import tomllib
+import types
+import typing
+from typing import Any, Mapping
+
+from intransit.analyzers import base as analyzer_base
+
+
+class ConfigError(ValueError):
+    """A job config is invalid; the message says where and what is valid."""
+
+
+@dataclasses.dataclass
+class StreamConfig:
+    name: str
+    variables: list[str]
+    xml: str | None = None
+    io: str = "SimulationOutput"
+    engine: str | None = None
+    step_timeout_s: float = 60.0
+    open_timeout_s: float = 30.0
+    max_steps: int = 0
+
+
+@dataclasses.dataclass
+class AnalyzerConfig:
+    type: str
+    name: str
+    variable: str
+    input: str | None
+    params: dict[str, Any]
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    catalog: str
+    log_level: str = "info"
+    metrics: str | None = None
+
+
+@dataclasses.dataclass
+class JobConfig:
+    path: str
+    stream: StreamConfig
+    analyzers: list[AnalyzerConfig]
+    output: OutputConfig
+
+
+_STREAM_KEYS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "variables": (list,),
+    "xml": (str,),
+    "io": (str,),
+    "engine": (str,),
+    "step_timeout_s": (int, float),
+    "open_timeout_s": (int, float),
+    "max_steps": (int,),
+}
+_ANALYZER_KEYS: dict[str, tuple[type, ...]] = {
+    "type": (str,),
+    "name": (str,),
+    "variable": (str,),
+    "input": (str,),
+    "params": (dict,),
+}
+_OUTPUT_KEYS: dict[str, tuple[type, ...]] = {
+    "catalog": (str,),
+    "log_level": (str,),
+    "metrics": (str,),
+}
+_SECTIONS = ("stream", "analyzers", "output")
+_ENGINES = ("SST", "BP5", "BP4", "BPFile", "FileStream")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _type_names(types_: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table", bool: "a boolean"}
+    return " or ".join(names.get(t, t.__name__) for t in types_)
+
+
+def _check_table(where: str, table: Mapping[str, Any], spec: Mapping[str, tuple[type, ...]], required: tuple[str, ...]) -> None:
+    for key, value in table.items():
+        if key not in spec:
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(spec)}")
+        allowed = spec[key]
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            raise ConfigError(f"{where}: {key} must be {_type_names(allowed)}, got {type(value).__name__} {value!r}")
+    for key in required:
+        if key not in table:
+            raise ConfigError(f"{where}: missing required key {key!r}")
+
+
+def _resolve(base_dir: str, path: str) -> str:
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+
+
+def load(path: str) -> JobConfig:
+    """Read and validate a job file; relative paths resolve against its folder."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"job config {path!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_dict(raw, path=path)
+
+
+def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
+    """Validate an already-parsed job config."""
+    base_dir = os.path.dirname(os.path.abspath(path)) if path != "<job>" else os.getcwd()
+    for section in raw:
+        if section not in _SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{section}]; valid sections: {', '.join(_SECTIONS)}")
+    for section in ("stream", "analyzers", "output"):
+        if section not in raw:
+            raise ConfigError(f"{path}: missing section [{section}]" if section != "analyzers" else f"{path}: missing [[analyzers]] (at least one)")
+
+    s = raw["stream"]
+    if not isinstance(s, dict):
+        raise ConfigError(f"{path}: [stream] must be a table")
+    _check_table(f"{path} [stream]", s, _STREAM_KEYS, ("name", "variables"))
+    variables = s["variables"]
+    if not variables or not all(isinstance(v, str) and v for v in variables):
+        raise ConfigError(f"{path} [stream]: variables must be a non-empty array of variable names, got {variables!r}")
+    engine = s.get("engine")
+    if engine is not None and engine not in _ENGINES:
+        raise ConfigError(f"{path} [stream]: engine {engine!r} is not supported; valid engines: {', '.join(_ENGINES)}")
+    for key in ("step_timeout_s", "open_timeout_s"):
+        if key in s and s[key] <= 0:
+            raise ConfigError(f"{path} [stream]: {key} must be > 0 seconds, got {s[key]!r}")
+    if s.get("max_steps", 0) < 0:
+        raise ConfigError(f"{path} [stream]: max_steps must be >= 0 (0 = until the stream ends), got {s['max_steps']}")
+    xml = _resolve(base_dir, s["xml"]) if "xml" in s else None
+    if xml is not None and not os.path.isfile(xml):
+        raise ConfigError(f"{path} [stream]: xml file {xml!r} does not exist")
+    name = s["name"]
+    if (engine or "").upper() != "SST" and not os.path.isabs(name) and ("/" in name or name.endswith(".bp")):
+        name = _resolve(base_dir, name)
+    stream = StreamConfig(
+        name=name,
+        variables=list(variables),
+        xml=xml,
+        io=s.get("io", "SimulationOutput"),
+        engine=engine,
+        step_timeout_s=float(s.get("step_timeout_s", 60.0)),
+        open_timeout_s=float(s.get("open_timeout_s", 30.0)),
+        max_steps=int(s.get("max_steps", 0)),
+    )
+
+    entries = raw["analyzers"]
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: [[analyzers]] must be a non-empty array of tables")
+    analyzers: list[AnalyzerConfig] = []
+    for i, entry in enumerate(entries):
+        where = f"{path} [[analyzers]] #{i + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a table")
+        _check_table(where, entry, _ANALYZER_KEYS, ("type",))
+        try:
+            cls = analyzer_base.get(entry["type"])
+        except KeyError as exc:
+            raise ConfigError(f"{where}: {exc.args[0]}") from None
+        name = entry.get("name", entry["type"])
+        if any(a.name == name for a in analyzers):
+            raise ConfigError(f"{where}: name {name!r} is used twice; give each analyzer a distinct name")
+        variable = entry.get("variable", stream.variables[0])
+        if variable not in stream.variables:
+            raise ConfigError(f"{where}: variable {variable!r} is not among [stream] variables {stream.variables}")
+        input_name = entry.get("input")
+        earlier = [a.name for a in analyzers]
+        if cls.needs_input and input_name is None:
+            raise ConfigError(f"{where}: analyzer type {cls.name!r} needs input = <an earlier analyzer's name>; earlier: {earlier or '(none)'}")
+        if input_name is not None and input_name not in earlier:
+            raise ConfigError(f"{where}: input {input_name!r} is not an earlier analyzer; earlier analyzers: {earlier or '(none)'}")
+        params = dict(entry.get("params", {}))
+        check_params(cls, params, where=where)
+        analyzers.append(AnalyzerConfig(entry["type"], name, variable, input_name, params))
+
+    o = raw["output"]
+    if not isinstance(o, dict):
+        raise ConfigError(f"{path}: [output] must be a table")
+    _check_table(f"{path} [output]", o, _OUTPUT_KEYS, ("catalog",))
+    level = o.get("log_level", "info")
+    if level not in _LOG_LEVELS:
+        raise ConfigError(f"{path} [output]: log_level {level!r} is not valid; valid: {', '.join(_LOG_LEVELS)}")
+    output = OutputConfig(
+        catalog=_resolve(base_dir, o["catalog"]),
+        log_level=level,
+        metrics=_resolve(base_dir, o["metrics"]) if "metrics" in o else None,
+    )
+    return JobConfig(path=path, stream=stream, analyzers=analyzers, output=output)
+
+
+def check_params(cls: type[analyzer_base.Analyzer], params: Mapping[str, Any], *, where: str) -> None:
+    """Check ``params`` against the analyzer's keyword-only constructor parameters."""
+    accepted = analyzer_base.parameters(cls)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: names are still checked
+        hints = {}
+    for key, value in params.items():
+        if key not in accepted:
+            raise ConfigError(
+                f"{where}: analyzer {cls.name!r} has no parameter {key!r}; valid parameters: {', '.join(accepted) or '(none)'}"
+            )
+        hint = hints.get(key)
+        if hint is not None and not _matches(value, hint):
+            raise ConfigError(f"{where}: parameter {key!r} of {cls.name!r} must be {_hint_text(hint)}, got {type(value).__name__} {value!r}")
+    missing = [n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in params]
+    if missing:
+        raise ConfigError(f"{where}: analyzer {cls.name!r} needs parameter(s) {', '.join(missing)}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin in (list, tuple, typing.Sequence) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = typing.get_args(hint)
+        if not args:
+            return True
+        item = args[0]
+        return all(_matches(v, item) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _hint_text(hint: Any) -> str:
+    return getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint).replace("typing.", "")

@@ -1,0 +1,267 @@
+"""The step loop: read my blocks → analyzer pipeline → gather to rank 0 → catalog.
+
+Ranks agree on the writer step before analyzing it: with the serial ADIOS2
+wheel every rank is its own SST reader, and a rank that attached a moment
+later (or was handed a different step) must skip ahead to the common step, or
+the gathered partials would mix steps.  The writer's step number is kept
+beside our loop index, so every step the writer dropped or we missed is
+counted and reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+import traceback
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from intransit.adapters.reader import AdiosStepReader, StepReader, StepStatus, StreamError
+from intransit.analyzers import base as analyzer_base
+from intransit.analyzers.base import Analyzer, StepContext, StepResult
+from intransit.service.catalog import CatalogWriter
+from intransit.service.comm import sum_allreduce
+from intransit.service.config import AnalyzerConfig, JobConfig
+
+log = logging.getLogger(__name__)
+
+
+class StepTimeout(RuntimeError):
+    """No step arrived within the configured timeout (not the end of the stream)."""
+
+
+class SetupError(RuntimeError):
+    """The job could not start; the message says why."""
+
+
+@dataclasses.dataclass
+class _Failure:
+    """A partial that stands for an exception on one rank."""
+
+    rank: int
+    text: str
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a finished job reports (rank 0 holds the full picture)."""
+
+    steps_analyzed: int = 0
+    steps_dropped: int = 0
+    first_step: int | None = None
+    last_step: int | None = None
+    end_reason: str = ""
+    step_seconds_mean: float = 0.0
+    step_seconds_p95: float = 0.0
+    steps_per_second: float = 0.0
+    failures: dict[str, int] = dataclasses.field(default_factory=dict)
+    catalog: str = ""
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+ReaderFactory = Callable[[JobConfig, int, int, Any], StepReader]
+
+
+def default_reader(cfg: JobConfig, rank: int, size: int, comm: Any) -> StepReader:
+    s = cfg.stream
+    return AdiosStepReader(
+        stream=s.name,
+        xml=s.xml,
+        io_name=s.io,
+        rank=rank,
+        n_ranks=size,
+        engine=s.engine,
+        open_timeout_s=s.open_timeout_s,
+        comm=comm,
+    )
+
+
+def build_pipeline(configs: Sequence[AnalyzerConfig]) -> list[Analyzer]:
+    """Instantiate every analyzer; any failure stops the job before a step is read."""
+    pipeline = []
+    for ac in configs:
+        cls = analyzer_base.get(ac.type)
+        try:
+            pipeline.append(cls(**ac.params))
+        except Exception as exc:
+            raise SetupError(f"analyzer {ac.name!r} (type {ac.type!r}) failed to start: {exc}") from exc
+    return pipeline
+
+
+def _collective_ok(comm: Any, error: str | None) -> None:
+    """Every rank learns whether any rank failed; all raise the first error."""
+    errors = comm.allgather(error)
+    first = next((e for e in errors if e), None)
+    if first:
+        raise SetupError(first)
+
+
+def _begin_agreed(reader: StepReader, comm: Any, timeout_s: float) -> tuple[StepStatus, int]:
+    """Begin a step on every rank, advancing the laggards until all hold the same writer step."""
+    status = reader.begin_step(timeout_s)
+    step = reader.current_step() if status is StepStatus.OK else -1
+    while True:
+        states = comm.allgather((status.value, step))
+        values = [s for s, _ in states]
+        if StepStatus.TIMEOUT.value in values or StepStatus.END.value in values:
+            if status is StepStatus.OK:
+                reader.end_step()
+            worst = StepStatus.TIMEOUT if StepStatus.TIMEOUT.value in values else StepStatus.END
+            return worst, -1
+        target = max(s for _, s in states)
+        if all(s == target for _, s in states):
+            return StepStatus.OK, step
+        if step < target:
+            reader.end_step()
+            status = reader.begin_step(timeout_s)
+            step = reader.current_step() if status is StepStatus.OK else -1
+
+
+def run_job(
+    cfg: JobConfig,
+    comm: Any,
+    *,
+    reader_factory: ReaderFactory = default_reader,
+    on_step: Callable[[int, int, dict[str, StepResult | None]], None] | None = None,
+) -> RunSummary:
+    """Run the job to the end of the stream (or ``max_steps``); raises on timeout."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    summary = RunSummary(catalog=cfg.output.catalog)
+
+    error: str | None = None
+    pipeline: list[Analyzer] = []
+    try:
+        pipeline = build_pipeline(cfg.analyzers)
+    except SetupError as exc:
+        error = str(exc)
+    _collective_ok(comm, error)
+
+    reader: StepReader | None = None
+    try:
+        reader = reader_factory(cfg, rank, size, comm)
+    except StreamError as exc:
+        error = str(exc)
+    _collective_ok(comm, error)
+    assert reader is not None
+
+    catalog: CatalogWriter | None = None
+    if rank == 0:
+        schemas = {ac.name: type(a).event_fields for ac, a in zip(cfg.analyzers, pipeline)}
+        meta = {"stream": cfg.stream.name, "ranks": str(size), "job": cfg.path}
+        catalog = CatalogWriter(cfg.output.catalog, schemas, metadata=meta)
+
+    allreduce = sum_allreduce(comm)
+    step_seconds: list[float] = []
+    last_step: int | None = None
+    index = 0
+    t_start = time.perf_counter()
+    try:
+        while cfg.stream.max_steps == 0 or index < cfg.stream.max_steps:
+            t0 = time.perf_counter()
+            status, step = _begin_agreed(reader, comm, cfg.stream.step_timeout_s)
+            if status is StepStatus.END:
+                summary.end_reason = "end of stream"
+                break
+            if status is StepStatus.TIMEOUT:
+                after = f"after writer step {last_step}" if last_step is not None else "before the first step"
+                raise StepTimeout(
+                    f"no step from stream {cfg.stream.name!r} within {cfg.stream.step_timeout_s:g} s ({after}); "
+                    "the simulation is stalled or gone. Raise [stream] step_timeout_s if its steps are slower."
+                )
+            t_wait = time.perf_counter()
+            dropped = step - (last_step + 1 if last_step is not None else 0)
+            if dropped < 0:
+                raise StreamError(f"stream {cfg.stream.name!r} went back from step {last_step} to {step}")
+            fields: dict[str, tuple[tuple[int, ...], list[analyzer_base.Block]]] = {}
+            read_error = None
+            try:
+                for ac in cfg.analyzers:
+                    if ac.variable not in fields:
+                        fields[ac.variable] = reader.read(ac.variable)
+            except StreamError as exc:
+                read_error = str(exc)
+            reader.end_step()  # our copies are in our buffers: release the writer now
+            _collective_ok(comm, read_error)
+            t_read = time.perf_counter()
+
+            results: dict[str, StepResult | None] = {}
+            for ac, analyzer in zip(cfg.analyzers, pipeline):
+                shape, blocks = fields[ac.variable]
+                ctx = StepContext(
+                    step=step,
+                    index=index,
+                    variable=ac.variable,
+                    global_shape=shape,
+                    blocks=blocks,
+                    allreduce=allreduce,
+                    upstream=results if rank == 0 else {},
+                    input=results.get(ac.input) if (rank == 0 and ac.input) else None,
+                )
+                try:
+                    partial: Any = analyzer.process_blocks(ctx)
+                except Exception:
+                    partial = _Failure(rank, traceback.format_exc())
+                partials = comm.gather(partial, root=0)
+                if rank != 0:
+                    continue
+                failures = [p for p in partials if isinstance(p, _Failure)]
+                if ac.input and results.get(ac.input) is None:
+                    results[ac.name] = None
+                    log.warning("step %d: %s skipped, its input %s failed", step, ac.name, ac.input)
+                elif failures:
+                    results[ac.name] = None
+                    for f in failures:
+                        log.error("step %d: analyzer %s failed on rank %d (skipped this step):\n%s", step, ac.name, f.rank, f.text)
+                else:
+                    try:
+                        results[ac.name] = analyzer.combine(partials, ctx)
+                    except Exception:
+                        results[ac.name] = None
+                        log.error("step %d: analyzer %s failed in combine (skipped this step):\n%s", step, ac.name, traceback.format_exc())
+                if results[ac.name] is None:
+                    summary.failures[ac.name] = summary.failures.get(ac.name, 0) + 1
+            t_done = time.perf_counter()
+            seconds = t_done - t0
+            if catalog is not None:
+                catalog.write_step(step=step, index=index, dropped=dropped, seconds=seconds, results=results)
+                if on_step is not None:
+                    on_step(step, index, results)
+            log.debug(
+                "step %d (index %d): wait %.4f read %.4f analyze %.4f s, dropped %d",
+                step, index, t_wait - t0, t_read - t_wait, t_done - t_read, dropped,
+            )
+            if rank == 0 and (index % 25 == 0 or dropped):
+                log.info("step %d analyzed (index %d)%s", step, index, f", {dropped} dropped before it" if dropped else "")
+            step_seconds.append(seconds)
+            summary.steps_dropped += dropped
+            summary.first_step = step if summary.first_step is None else summary.first_step
+            summary.last_step = step
+            last_step = step
+            index += 1
+        else:
+            summary.end_reason = f"max_steps {cfg.stream.max_steps} reached"
+    finally:
+        reader.close()
+        for analyzer in pipeline:
+            analyzer.close()
+        if catalog is not None:
+            catalog.close()
+
+    elapsed = time.perf_counter() - t_start
+    summary.steps_analyzed = index
+    if step_seconds:
+        summary.step_seconds_mean = float(np.mean(step_seconds))
+        summary.step_seconds_p95 = float(np.percentile(step_seconds, 95))
+        summary.steps_per_second = index / elapsed if elapsed > 0 else 0.0
+    if rank == 0:
+        for ac, analyzer in zip(cfg.analyzers, pipeline):
+            describe = getattr(analyzer, "summary", None)
+            if callable(describe):
+                summary.extras[ac.name] = describe()
+    return summary

@@ -1,0 +1,109 @@
+"""The step loop on an in-memory reader: drops counted, timeouts distinct from the end,
+failing analyzers skipped without stopping the loop, catalog written and read back."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+
+from intransit.adapters.reader import MemoryStepReader
+from intransit.analyzers.base import Analyzer, StepContext, StepResult, register
+from intransit.service import config
+from intransit.service.catalog import read_catalog
+from intransit.service.comm import SerialComm
+from intransit.service.runner import StepTimeout, run_job
+
+
+class _Peak(Analyzer):
+    """Test analyzer: one event per step at the global maximum (events and scores)."""
+
+    event_fields = ("value", "c0", "c1")
+
+    def __init__(self, *, fail_on_step: int = -1) -> None:
+        self.fail_on_step = fail_on_step
+
+    def process_blocks(self, ctx: StepContext) -> Any:
+        if ctx.step == self.fail_on_step:
+            raise RuntimeError("deliberate failure")
+        best = None
+        for b in ctx.blocks:
+            i = np.unravel_index(np.argmax(b.data), b.data.shape)
+            cand = (float(b.data[i]), b.start[0] + int(i[0]), b.start[1] + int(i[1]))
+            best = cand if best is None or cand[0] > best[0] else best
+        return best
+
+    def combine(self, partials: Sequence[Any], ctx: StepContext) -> StepResult:
+        v, c0, c1 = max(p for p in partials if p is not None)
+        return StepResult(events=[{"value": v, "c0": c0, "c1": c1}], scores={"max": v})
+
+
+register("test_peak")(_Peak)
+
+
+def field_step(step, peak_at, blocks=2):
+    field = np.zeros((8, 8))
+    field[peak_at] = 10.0 + step
+    rows = np.array_split(np.arange(8), blocks)
+    return (step, {"density": ((8, 8), [((int(r[0]), 0), field[r[0]:r[-1] + 1]) for r in rows])})
+
+
+def make_cfg(tmp_path, params=None, max_steps=0):
+    raw = {
+        "stream": {"name": "mem", "variables": ["density"], "step_timeout_s": 1, "max_steps": max_steps},
+        "analyzers": [{"type": "test_peak", "name": "peak", "params": params or {}}],
+        "output": {"catalog": str(tmp_path / "cat.bp")},
+    }
+    return config.from_dict(raw)
+
+
+def run(cfg, steps):
+    return run_job(cfg, SerialComm(), reader_factory=lambda c, r, s, comm: MemoryStepReader(steps))
+
+
+def test_steps_drops_and_catalog(tmp_path):
+    steps = [field_step(0, (1, 1)), field_step(1, (5, 2)), field_step(4, (7, 7)), field_step(5, (0, 3))]
+    summary = run(make_cfg(tmp_path), steps)
+    assert summary.steps_analyzed == 4
+    assert summary.steps_dropped == 2  # writer steps 2 and 3 never reached us
+    assert summary.end_reason == "end of stream"
+    cat = read_catalog(str(tmp_path / "cat.bp"))
+    assert [int(r["step"]) for r in cat.steps] == [0, 1, 4, 5]
+    assert [int(r["dropped"]) for r in cat.steps] == [0, 0, 2, 0]
+    assert [(e["c0"], e["c1"]) for e in cat.events["peak"]] == [(1, 1), (5, 2), (7, 7), (0, 3)]
+    assert [r["peak/scores/max"] for r in cat.steps] == [10.0, 11.0, 14.0, 15.0]
+
+
+def test_timeout_is_not_end_of_stream(tmp_path):
+    with pytest.raises(StepTimeout, match=r"no step from stream 'mem' within 1 s \(after writer step 0\)"):
+        run(make_cfg(tmp_path), [field_step(0, (1, 1)), None])
+
+
+def test_failing_analyzer_is_logged_and_skipped(tmp_path, caplog):
+    steps = [field_step(s, (s, s)) for s in range(4)]
+    with caplog.at_level(logging.ERROR):
+        summary = run(make_cfg(tmp_path, {"fail_on_step": 2}), steps)
+    assert summary.steps_analyzed == 4
+    assert summary.failures == {"peak": 1}
+    assert "deliberate failure" in caplog.text and "Traceback" in caplog.text
+    cat = read_catalog(str(tmp_path / "cat.bp"))
+    assert [int(r["peak/failed"]) for r in cat.steps] == [0, 0, 1, 0]
+    assert [int(e["step"]) for e in cat.events["peak"]] == [0, 1, 3]
+
+
+def test_max_steps(tmp_path):
+    summary = run(make_cfg(tmp_path, max_steps=2), [field_step(s, (s, s)) for s in range(5)])
+    assert summary.steps_analyzed == 2
+    assert "max_steps" in summary.end_reason
+
+
+def test_unknown_variable_is_a_clear_error(tmp_path):
+    from intransit.adapters.reader import StreamError
+    from intransit.service.runner import SetupError
+
+    cfg = make_cfg(tmp_path)
+    steps = [(0, {"temperature": ((8, 8), [((0, 0), np.zeros((8, 8)))])})]
+    with pytest.raises((StreamError, SetupError), match="variable 'density' is not in the stream; it has: temperature"):
+        run(cfg, steps)
