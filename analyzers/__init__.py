@@ -7,9 +7,4 @@ from intransit.analyzers.base import Analyzer, Block, StepContext, StepResult, a
 __all__ = ["Analyzer", "Block", "StepContext", "StepResult", "available", "get", "register"]
 
 # Built-ins register at the bottom of their own modules; import them here.
-from intransit.analyzers import noop  # noqa: E402,F401
-
-try:  # modules still being written are optional until they land
-    from intransit.analyzers import blobs, tracking  # noqa: E402,F401
-except ImportError:  # pragma: no cover
-    pass
+from intransit.analyzers import blobs, noop, tracking  # noqa: E402,F401

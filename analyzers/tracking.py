@@ -1,0 +1,226 @@
+"""Blob tracking: link detections from step to step into tracks with stable IDs.
+
+Consumes the upstream detection result (``ctx.input``; events with ``c0``,
+``c1`` and optionally ``c2``).  Each live track is predicted forward with a
+constant velocity, measured *per writer step*, so that steps the writer
+dropped (ADIOS2 step numbers that jump) scale the prediction instead of
+breaking the track.  Predictions and detections are paired by
+``scipy.optimize.linear_sum_assignment`` on the distance between them
+(minimum image on periodic axes), gated at ``max_distance``.  A track dies
+after more than ``max_gap`` analysed steps (``ctx.index``) without a match;
+steps the writer dropped are not counted as misses, since nobody looked.
+
+All state is plain Python (lists, floats, ints), so ``state_dict`` is
+picklable and a restored tracker continues with the same IDs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from intransit.analyzers.base import Analyzer, StepContext, StepResult, register
+from intransit.analyzers.blobs import MAX_NDIM, is_real, validate_periodic
+
+logger = logging.getLogger(__name__)
+
+EVENT_FIELDS: tuple[str, ...] = ("track_id", "object", "c0", "c1", "c2", "v0", "v1", "v2", "age", "born")
+
+_TRACK_KEYS = ("track_id", "pos", "vel", "first_step", "last_step", "last_index", "n_obs")
+_STATE_VERSION = 1
+
+
+class BlobTracker(Analyzer):
+    """Tracks detected objects with constant-velocity prediction and optimal assignment.
+
+    ``velocity_smoothing`` ``s`` blends each new velocity measurement ``m``
+    into the estimate as ``v = (1 - s) * m + s * v``: 0 trusts the last
+    displacement only, values near 1 keep the velocity steady through noisy
+    centroids.  A track's first velocity is its first measurement.
+    Tracks that end (die, or are still alive at the end) with fewer than
+    ``min_length`` observations are counted as short (score
+    ``n_short_deaths`` per step; ``n_short()`` over the whole run).
+    """
+
+    event_fields = EVENT_FIELDS
+    needs_input = True
+
+    def __init__(
+        self,
+        *,
+        max_distance: float = 10.0,
+        max_gap: int = 2,
+        min_length: int = 3,
+        periodic: list[bool] | None = None,
+        velocity_smoothing: float = 0.5,
+    ) -> None:
+        if not is_real(max_distance) or not math.isfinite(max_distance) or max_distance <= 0:
+            raise ValueError(f"max_distance must be a finite number > 0 (cells); got {max_distance!r}")
+        if isinstance(max_gap, bool) or not isinstance(max_gap, (int, np.integer)) or max_gap < 0:
+            raise ValueError(f"max_gap must be an integer >= 0 (analysed steps a track may go unseen); got {max_gap!r}")
+        if isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer)) or min_length < 1:
+            raise ValueError(f"min_length must be an integer >= 1 (observations); got {min_length!r}")
+        if not is_real(velocity_smoothing) or not 0.0 <= velocity_smoothing <= 1.0:
+            raise ValueError(f"velocity_smoothing must be a number in [0, 1]; got {velocity_smoothing!r}")
+        self.max_distance = float(max_distance)
+        self.max_gap = int(max_gap)
+        self.min_length = int(min_length)
+        self.periodic = validate_periodic(periodic)
+        self.velocity_smoothing = float(velocity_smoothing)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._next_id = 1
+        self._live: list[dict[str, Any]] = []  # ordered by track_id
+        self._ended: list[dict[str, Any]] = []  # summary rows of dead tracks
+
+    # ------------------------------------------------------------------ ranks
+    def process_blocks(self, ctx: StepContext) -> None:
+        """Nothing local: tracking works on the combined detections."""
+        return None
+
+    # ------------------------------------------------------------------ rank 0
+    def combine(self, partials: Sequence[Any], ctx: StepContext) -> StepResult:
+        """Predict, assign, update; births for unmatched detections, deaths after ``max_gap`` misses."""
+        if ctx.input is None:
+            raise ValueError("tracking needs the detection result as its input (set the analyzer's 'input' key)")
+        lengths = self._lengths(ctx.global_shape)
+        dets = ctx.input.events
+        det_pos = np.array([[e["c0"], e["c1"], e.get("c2", 0.0)] for e in dets], dtype=np.float64).reshape(-1, MAX_NDIM)
+        period = np.where(lengths > 0, lengths, np.inf)
+
+        n_t, n_d = len(self._live), len(dets)
+        matched: dict[int, int] = {}  # detection index -> live track index
+        if n_t and n_d:
+            pred = np.array([self._predict(t, ctx.step, lengths) for t in self._live])
+            cost = np.sqrt((_min_image(det_pos[None, :, :] - pred[:, None, :], period) ** 2).sum(axis=-1))
+            # Big-M gating: maximise the number of feasible links first, then minimise their total distance.
+            big = self.max_distance * (min(n_t, n_d) + 1) + 1.0
+            rows, cols = linear_sum_assignment(np.where(cost <= self.max_distance, cost, big))
+            matched = {int(c): int(r) for r, c in zip(rows, cols) if cost[r, c] <= self.max_distance}
+
+        events = []
+        births = 0
+        seen: set[int] = set()
+        for d in range(n_d):
+            pos = _wrap(det_pos[d], lengths)
+            if d in matched:
+                t = self._live[matched[d]]
+                self._update(t, pos, ctx, lengths)
+                born = 0.0
+            else:
+                t = {
+                    "track_id": self._next_id, "pos": pos.tolist(), "vel": [0.0] * MAX_NDIM,
+                    "first_step": int(ctx.step), "last_step": int(ctx.step), "last_index": int(ctx.index), "n_obs": 1,
+                }
+                self._next_id += 1
+                self._live.append(t)
+                births += 1
+                born = 1.0
+            seen.add(t["track_id"])
+            events.append({
+                "track_id": float(t["track_id"]), "object": float(dets[d].get("object", d)),
+                "c0": t["pos"][0], "c1": t["pos"][1], "c2": t["pos"][2],
+                "v0": t["vel"][0], "v1": t["vel"][1], "v2": t["vel"][2],
+                "age": float(t["n_obs"]), "born": born,
+            })
+
+        deaths = short = 0
+        alive = []
+        for t in self._live:
+            if t["track_id"] not in seen and ctx.index - t["last_index"] > self.max_gap:
+                deaths += 1
+                short += t["n_obs"] < self.min_length
+                self._ended.append(self._row(t))
+            else:
+                alive.append(t)
+        self._live = alive
+        logger.debug(
+            "step %s: %d detections, %d links, %d births, %d deaths", ctx.step, n_d, len(matched), births, deaths
+        )
+        return StepResult(events=events, scores={
+            "n_active": float(len(self._live)), "n_births": float(births), "n_deaths": float(deaths),
+            "n_short_deaths": float(short), "n_tracks_total": float(self._next_id - 1),
+        })
+
+    def _lengths(self, shape: Sequence[int]) -> np.ndarray:
+        """Domain length per coordinate on periodic axes, 0 elsewhere."""
+        lengths = np.zeros(MAX_NDIM)
+        for k, p in enumerate(self.periodic or []):
+            if p:
+                if k >= len(shape):
+                    raise ValueError(f"periodic marks axis {k} but the field has shape {tuple(shape)}")
+                lengths[k] = float(shape[k])
+        return lengths
+
+    def _predict(self, t: Mapping[str, Any], step: int, lengths: np.ndarray) -> np.ndarray:
+        """Constant velocity per writer step, scaled by the writer steps since the last sighting."""
+        return _wrap(np.asarray(t["pos"]) + np.asarray(t["vel"]) * (step - t["last_step"]), lengths)
+
+    def _update(self, t: dict[str, Any], pos: np.ndarray, ctx: StepContext, lengths: np.ndarray) -> None:
+        dt = ctx.step - t["last_step"]
+        if dt > 0:
+            period = np.where(lengths > 0, lengths, np.inf)
+            measured = _min_image(pos - np.asarray(t["pos"]), period) / dt
+            s = self.velocity_smoothing if t["n_obs"] > 1 else 0.0
+            t["vel"] = ((1.0 - s) * measured + s * np.asarray(t["vel"])).tolist()
+        t["pos"] = pos.tolist()
+        t["last_step"] = int(ctx.step)
+        t["last_index"] = int(ctx.index)
+        t["n_obs"] += 1
+
+    def _row(self, t: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: t[k] for k in ("track_id", "first_step", "last_step", "n_obs")}
+
+    # ------------------------------------------------------------------ state
+    def summary(self) -> list[dict[str, Any]]:
+        """Every track ever seen (dead and alive), by ID: for the end-of-run track table."""
+        rows = [dict(r) for r in self._ended] + [self._row(t) for t in self._live]
+        return sorted(rows, key=lambda r: r["track_id"])
+
+    def n_short(self) -> int:
+        """Tracks ever seen with fewer than ``min_length`` observations (dead, or alive now)."""
+        return sum(r["n_obs"] < self.min_length for r in self.summary())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Live tracks, ended tracks and the next ID, as plain Python values."""
+        return {
+            "version": _STATE_VERSION,
+            "next_id": self._next_id,
+            "live": [{k: (list(t[k]) if isinstance(t[k], list) else t[k]) for k in _TRACK_KEYS} for t in self._live],
+            "ended": [dict(r) for r in self._ended],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore exactly what ``state_dict`` returned, so IDs and predictions continue."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(
+                f"tracking state has version {state.get('version')!r}; this tracker reads version {_STATE_VERSION}"
+            )
+        self._reset()
+        self._next_id = int(state["next_id"])
+        self._live = [
+            {"track_id": int(t["track_id"]), "pos": [float(v) for v in t["pos"]], "vel": [float(v) for v in t["vel"]],
+             "first_step": int(t["first_step"]), "last_step": int(t["last_step"]), "last_index": int(t["last_index"]),
+             "n_obs": int(t["n_obs"])}
+            for t in state["live"]
+        ]
+        self._ended = [dict(r) for r in state["ended"]]
+
+
+def _min_image(d: np.ndarray, period: np.ndarray) -> np.ndarray:
+    """Shortest displacement on a torus (``period`` is inf on open axes)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(period), d - period * np.round(d / period), d)
+
+
+def _wrap(x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Positions into ``[0, L)`` on periodic axes (``lengths`` 0 on open ones)."""
+    return np.where(lengths > 0, np.mod(x, np.where(lengths > 0, lengths, 1.0)), x)
+
+
+register("tracking")(BlobTracker)

@@ -1,0 +1,196 @@
+"""Blob tracking: IDs survive crossings, gaps, dropped writer steps, seams and restarts."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+from intransit.analyzers.base import Block, StepContext, StepResult, get
+from intransit.analyzers.blobs import BlobDetector
+from intransit.analyzers.tracking import EVENT_FIELDS, BlobTracker
+
+SHAPE = (64, 64)
+
+
+def detections(*points: tuple[float, float]) -> StepResult:
+    """A detection result as blob_detection would produce it (only the keys tracking reads matter)."""
+    return StepResult(events=[{"object": float(i), "c0": float(y), "c1": float(x), "c2": 0.0} for i, (y, x) in enumerate(points)])
+
+
+def feed(tracker: BlobTracker, frames: list[list[tuple[float, float]]], steps: list[int] | None = None, start_index: int = 0) -> list[StepResult]:
+    steps = list(range(len(frames))) if steps is None else steps
+    out = []
+    for i, (step, pts) in enumerate(zip(steps, frames)):
+        ctx = StepContext(step=step, index=start_index + i, variable="n", global_shape=SHAPE, blocks=[], input=detections(*pts))
+        assert tracker.process_blocks(ctx) is None
+        out.append(tracker.combine([None], ctx))
+    return out
+
+
+def ids(result: StepResult) -> list[int]:
+    """Track ID per detection, in detection order."""
+    by_obj = {int(e["object"]): int(e["track_id"]) for e in result.events}
+    return [by_obj[k] for k in sorted(by_obj)]
+
+
+def test_registered_and_schema():
+    assert get("tracking") is BlobTracker and BlobTracker.needs_input
+    res = feed(BlobTracker(), [[(10, 10)]])[0]
+    assert [tuple(e) for e in res.events] == [EVENT_FIELDS]
+    assert all(isinstance(v, float) for v in res.events[0].values())
+    assert res.scores == {"n_active": 1.0, "n_births": 1.0, "n_deaths": 0.0, "n_short_deaths": 0.0, "n_tracks_total": 1.0}
+
+
+def test_constant_velocity_and_velocity_estimate():
+    frames = [[(10 + 2.0 * t, 5 + 3.0 * t), (50 - 1.0 * t, 40.0)] for t in range(8)]
+    res = feed(BlobTracker(max_distance=5.0), frames)
+    assert all(ids(r) == [1, 2] for r in res)
+    last = {int(e["track_id"]): e for e in res[-1].events}
+    assert np.allclose([last[1]["v0"], last[1]["v1"]], [2.0, 3.0])
+    assert np.allclose([last[2]["v0"], last[2]["v1"]], [-1.0, 0.0])
+    assert last[1]["age"] == 8 and last[1]["born"] == 0.0
+    assert [e["born"] for e in res[0].events] == [1.0, 1.0]
+    assert res[-1].scores["n_tracks_total"] == 2
+
+
+def test_gap_while_moving_uses_prediction():
+    # 3.5 cells per step under a 4-cell gate; unseen at step 3, so step 4 is 7 cells from the last sighting.
+    frames = [[(10.0, 5 + 3.5 * t)] for t in range(7)]
+    frames[3] = []
+    res = feed(BlobTracker(max_distance=4.0), frames)
+    assert [ids(r) for r in res] == [[1], [1], [1], [], [1], [1], [1]]
+    assert np.isclose(res[-1].events[0]["v1"], 3.5)
+
+
+def test_crossing_blobs_keep_ids():
+    # Opposite motion one row apart: right after they pass, each previous position is nearer the
+    # other blob (sqrt(5) < 3), so matching without the velocity prediction would swap the IDs.
+    frames = [[(30.0, 5 + 3.0 * t), (31.0, 50 - 3.0 * t)] for t in range(16)]
+    res = feed(BlobTracker(max_distance=5.0), frames)
+    assert all(ids(r) == [1, 2] for r in res)
+    assert res[-1].scores["n_tracks_total"] == 2
+    last = {int(e["track_id"]): e for e in res[-1].events}
+    assert last[1]["v1"] > 0 > last[2]["v1"]
+
+
+def test_gap_of_one_step_keeps_id():
+    frames = [[(10.0 + t, 20.0)] for t in range(6)]
+    frames[3] = []  # not detected at step 3
+    res = feed(BlobTracker(max_distance=3.0, max_gap=2), frames)
+    assert [ids(r) for r in res] == [[1], [1], [1], [], [1], [1]]
+    assert res[3].scores["n_active"] == 1 and res[3].scores["n_deaths"] == 0
+    assert res[4].events[0]["age"] == 4
+
+
+def test_gap_longer_than_max_gap_kills_track():
+    frames = [[(10.0, 20.0)], [(10.0, 20.0)], [], [], [(10.0, 20.0)]]
+    res = feed(BlobTracker(max_gap=1), frames)
+    assert [r.scores["n_deaths"] for r in res] == [0, 0, 0, 1, 0]
+    assert ids(res[-1]) == [2] and res[-1].scores["n_births"] == 1
+
+
+def test_dropped_writer_steps_still_link():
+    # The writer dropped steps: ADIOS2 steps 0, 1, 2, 5, 8, 11 while the loop index counts 0..5.
+    # 1.5 cells per writer step under a 2-cell gate: after a jump of 3 writer steps the blob is
+    # 4.5 cells away, and a prediction per analysed step would miss it by 3 cells.
+    steps = [0, 1, 2, 5, 8, 11]
+    frames = [[(20.0, 4.0 + 1.5 * s)] for s in steps]
+    tracker = BlobTracker(max_distance=2.0)
+    res = feed(tracker, frames, steps=steps)
+    assert all(ids(r) == [1] for r in res)
+    assert np.isclose(res[-1].events[0]["v1"], 1.5)  # velocity per writer step
+    assert res[-1].scores["n_tracks_total"] == 1
+
+
+def test_periodic_wraparound_keeps_id():
+    frames = [[(20.0, (55.0 + 3.0 * t) % 64)] for t in range(8)]
+    res = feed(BlobTracker(max_distance=4.0, periodic=[False, True]), frames)
+    assert all(ids(r) == [1] for r in res)
+    assert all(0 <= r.events[0]["c1"] < 64 for r in res)
+    assert np.isclose(res[-1].events[0]["v1"], 3.0)
+    open_ = feed(BlobTracker(max_distance=4.0), frames)
+    assert max(ids(open_[-1])) == 2  # without periodicity the seam breaks the track
+
+
+def test_births_deaths_and_summary():
+    frames = [
+        [(10.0, 10.0)],
+        [(10.0, 10.0), (40.0, 40.0)],
+        [(10.0, 10.0), (40.0, 40.0)],
+        [(40.0, 40.0)],
+        [(40.0, 40.0)],
+        [(40.0, 40.0)],
+        [],
+    ]
+    tracker = BlobTracker(max_gap=1, min_length=3)
+    res = feed(tracker, frames)
+    assert [r.scores["n_births"] for r in res] == [1, 1, 0, 0, 0, 0, 0]
+    assert [r.scores["n_deaths"] for r in res] == [0, 0, 0, 0, 1, 0, 0]
+    assert [r.scores["n_active"] for r in res] == [1, 2, 2, 2, 1, 1, 1]
+    assert tracker.summary() == [
+        {"track_id": 1, "first_step": 0, "last_step": 2, "n_obs": 3},
+        {"track_id": 2, "first_step": 1, "last_step": 5, "n_obs": 5},
+    ]
+    short = feed(BlobTracker(max_gap=0, min_length=3), [[(5.0, 5.0)], [(5.0, 5.0)], []])
+    assert short[-1].scores["n_short_deaths"] == 1 and short[-1].scores["n_deaths"] == 1
+
+
+def test_state_dict_round_trip_gives_identical_output():
+    rng = np.random.default_rng(0)
+    frames = []
+    for t in range(20):
+        pts = [(10 + 1.5 * t, (5 + 2.0 * t) % 64), (40 - 1.0 * t, 30 + 0.5 * t)]
+        if t >= 5:
+            pts.append((50.0, 10 + t))
+        frames.append([(y + 0.1 * rng.normal(), x + 0.1 * rng.normal()) for y, x in pts if rng.random() > 0.15])
+    a = BlobTracker(max_distance=5.0, periodic=[False, True], velocity_smoothing=0.3)
+    feed(a, frames[:10])
+    state = pickle.loads(pickle.dumps(a.state_dict()))
+    b = BlobTracker(max_distance=5.0, periodic=[False, True], velocity_smoothing=0.3)
+    b.load_state_dict(copy.deepcopy(state))
+    ra = feed(a, frames[10:], steps=list(range(10, 20)), start_index=10)
+    rb = feed(b, frames[10:], steps=list(range(10, 20)), start_index=10)
+    assert [r.events for r in ra] == [r.events for r in rb]
+    assert [r.scores for r in ra] == [r.scores for r in rb]
+    assert a.summary() == b.summary()
+    assert max(e["track_id"] for r in rb for e in r.events) >= 3  # it continued the old IDs, not from 1
+    with pytest.raises(ValueError, match="version"):
+        b.load_state_dict({**state, "version": 99})
+
+
+def test_tracks_real_detections():
+    """The two analyzers chained as the service does: detection events feed the tracker."""
+    det, tracker = BlobDetector(periodic=[False, True]), BlobTracker(max_distance=5.0, periodic=[False, True])
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    for t in range(6):
+        cx = (58.0 + 3.0 * t) % 64
+        dx = (xx - cx + 32) % 64 - 32
+        field = 5 * np.exp(-((yy - 20.0) ** 2 + dx**2) / 8.0)
+        blocks = [Block(field[:, :32].copy(), (0, 0), (64, 32), 0), Block(field[:, 32:].copy(), (0, 32), (64, 32), 1)]
+        ctx = StepContext(step=t, index=t, variable="n", global_shape=SHAPE, blocks=blocks)
+        found = det.combine([det.process_blocks(ctx)], ctx)
+        assert found.scores["n_objects"] == 1
+        res = tracker.combine([None], StepContext(step=t, index=t, variable="n", global_shape=SHAPE, blocks=[], input=found))
+        assert ids(res) == [1]
+        assert abs(res.events[0]["c1"] - cx) < 0.2 or abs(abs(res.events[0]["c1"] - cx) - 64) < 0.2
+
+
+def test_missing_input_and_bad_params():
+    with pytest.raises(ValueError, match="input"):
+        BlobTracker().combine([None], StepContext(step=0, index=0, variable="n", global_shape=SHAPE, blocks=[]))
+    for params, name in [
+        ({"max_distance": 0}, "max_distance"),
+        ({"max_distance": float("inf")}, "max_distance"),
+        ({"max_gap": -1}, "max_gap"),
+        ({"max_gap": 1.5}, "max_gap"),
+        ({"min_length": 0}, "min_length"),
+        ({"velocity_smoothing": 1.5}, "velocity_smoothing"),
+        ({"periodic": [0, 1]}, "periodic"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            BlobTracker(**params)
+    with pytest.raises(ValueError, match="periodic"):
+        feed(BlobTracker(periodic=[False, False, True]), [[(1.0, 1.0)]])
