@@ -147,7 +147,10 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
     if xml is not None and not os.path.isfile(xml):
         raise ConfigError(f"{path} [stream]: xml file {xml!r} does not exist")
     name = s["name"]
-    if (engine or "").upper() != "SST" and not os.path.isabs(name) and ("/" in name or name.endswith(".bp")):
+    # A name with a folder in it (an SST contact-file path or a BP5 path) is
+    # relative to the job file, like every other path here; a bare name is
+    # relative to the working directory, as ADIOS2 itself treats it.
+    if "/" in name:
         name = _resolve(base_dir, name)
     stream = StreamConfig(
         name=name,

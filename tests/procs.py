@@ -1,0 +1,168 @@
+"""Process helpers for integration tests: real simulation and analytics processes over SST.
+
+Each test gets its own folder and stream names; every process is started in a
+new session and ended, by its process group, only if it is still running; SST
+contact files left in the test folder are removed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+SIM = os.path.join(ROOT, "examples", "blob_sim.py")
+MPIEXEC = os.path.join(BIN, "mpiexec")
+INTRANSIT = os.path.join(BIN, "intransit")
+
+
+def sim_xml(folder: str, *, engine: str = "SST", readers: int = 1, queue: int = 2, policy: str = "Block") -> str:
+    """A simulation-side XML for this test (the presets with the reader count set)."""
+    path = os.path.join(folder, f"sim_{engine.lower()}_{readers}_{policy.lower()}.xml")
+    if engine == "SST":
+        params = {"RendezvousReaderCount": readers, "QueueLimit": queue, "QueueFullPolicy": policy,
+                  "DataTransport": "WAN", "OpenTimeoutSecs": 60}
+        body = "".join(f'\n      <parameter key="{k}" value="{v}"/>' for k, v in params.items())
+        engine_xml = f'<engine type="SST">{body}\n    </engine>'
+    else:
+        engine_xml = f'<engine type="{engine}"/>'
+    with open(path, "w") as fh:
+        fh.write('<?xml version="1.0"?>\n<adios-config>\n  <io name="SimulationOutput">\n'
+                 f"    {engine_xml}\n  </io>\n</adios-config>\n")
+    return path
+
+
+def write_job(
+    folder: str,
+    stream: str,
+    *,
+    name: str = "job.toml",
+    engine: str | None = None,
+    catalog: str = "catalog.bp",
+    step_timeout_s: float = 30,
+    open_timeout_s: float = 30,
+    analyzers: str | None = None,
+) -> str:
+    """A job config over the reference simulation's density field."""
+    xml = os.path.join(ROOT, "xml_configs", "analytics.xml" if engine in (None, "SST") else "replay_bp5.xml")
+    analyzers = analyzers or """
+        [[analyzers]]
+        type = "blob_detection"
+        name = "blobs"
+        params = { threshold = 3.0, min_area = 4, periodic = [true, false] }
+
+        [[analyzers]]
+        type = "tracking"
+        input = "blobs"
+        params = { max_distance = 8.0, periodic = [true, false] }
+        """
+    text = f"""
+        [stream]
+        name = "{stream}"
+        xml = "{xml}"
+        variables = ["density"]
+        step_timeout_s = {step_timeout_s}
+        open_timeout_s = {open_timeout_s}
+        {f'engine = "{engine}"' if engine else ''}
+        {textwrap.dedent(analyzers)}
+        [output]
+        catalog = "{catalog}"
+        """
+    path = os.path.join(folder, name)
+    with open(path, "w") as fh:
+        fh.write(textwrap.dedent(text))
+    return path
+
+
+def start(cmd: Sequence[str], cwd: str, log_name: str) -> subprocess.Popen:
+    """Start a process in its own session, output to a log file in ``cwd``."""
+    log = open(os.path.join(cwd, log_name), "w")
+    return subprocess.Popen(list(cmd), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_sim(folder: str, stream: str, xml: str, *args: str, log_name: str = "sim.log") -> subprocess.Popen:
+    return start([sys.executable, SIM, "--xml", xml, "--stream", stream, *args], folder, log_name)
+
+
+def start_analytics(folder: str, job: str, ranks: int, *args: str, log_name: str = "analytics.log") -> subprocess.Popen:
+    cmd = [MPIEXEC, "-n", str(ranks), INTRANSIT, "run", job, *args] if ranks > 1 else [INTRANSIT, "run", job, *args]
+    return start(cmd, folder, log_name)
+
+
+def wait(proc: subprocess.Popen, timeout: float) -> int:
+    """Wait for ``proc``; on timeout end its process group and fail loudly."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise AssertionError(f"process {proc.args!r} did not finish within {timeout} s") from None
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End a process we started (and its children), if it is still running."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+def remove_contact_files(folder: str) -> None:
+    for path in glob.glob(os.path.join(folder, "*.sst")):
+        os.remove(path)
+
+
+def read_log(folder: str, name: str) -> str:
+    with open(os.path.join(folder, name)) as fh:
+        return fh.read()
+
+
+def last_json_line(text: str) -> str:
+    lines = [l for l in text.strip().splitlines() if l.startswith("{")]
+    assert lines, f"no JSON line in output:\n{text[-2000:]}"
+    return lines[-1]
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def run_pair(
+    folder: str,
+    *,
+    stream: str,
+    ranks: int,
+    sim_args: Sequence[str],
+    job: str,
+    readers: int | None = None,
+    policy: str = "Block",
+    timeout: float = 180,
+    analytics_args: Sequence[str] = (),
+) -> tuple[int, int]:
+    """Run the simulation and an analytics job together over SST; return both exit codes."""
+    xml = sim_xml(folder, readers=readers if readers is not None else ranks, policy=policy)
+    analytics = start_analytics(folder, job, ranks, *analytics_args)
+    time.sleep(0.2)
+    sim = start_sim(folder, stream, xml, *sim_args)
+    try:
+        rc_sim = wait(sim, timeout)
+        rc_an = wait(analytics, timeout)
+    finally:
+        stop(sim)
+        stop(analytics)
+        remove_contact_files(folder)
+    return rc_sim, rc_an
