@@ -91,6 +91,9 @@ class Analyzer(abc.ABC):
     #: Names of the event columns this analyzer writes to the catalog, in
     #: order.  Fixed per analyzer so the catalog has a stable schema.
     event_fields: ClassVar[tuple[str, ...]] = ()
+    #: Names of the scores ``combine`` returns (steering rules are checked
+    #: against them at start; empty = not declared, not checked).
+    score_names: ClassVar[tuple[str, ...]] = ()
     #: True when the analyzer consumes an upstream analyzer's result
     #: instead of (or besides) the field; the service then requires ``input``.
     needs_input: ClassVar[bool] = False

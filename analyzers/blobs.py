@@ -101,6 +101,7 @@ class BlobDetector(Analyzer):
     """
 
     event_fields = EVENT_FIELDS
+    score_names = ("n_objects", "mean", "std")
 
     def __init__(
         self,

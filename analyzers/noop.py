@@ -14,6 +14,8 @@ from intransit.analyzers.base import Analyzer, StepContext, StepResult, register
 class NoOp(Analyzer):
     """Counts the cells it was handed, so a test can see the blocks arrived."""
 
+    score_names = ("cells",)
+
     def __init__(self) -> None:
         pass
 

@@ -48,6 +48,7 @@ class BlobTracker(Analyzer):
 
     event_fields = EVENT_FIELDS
     needs_input = True
+    score_names = ("n_active", "n_births", "n_deaths", "n_short_deaths", "n_tracks_total")
 
     def __init__(
         self,

@@ -80,9 +80,12 @@ class CatalogWriter:
         dropped: int,
         seconds: float,
         results: Mapping[str, StepResult | None],
+        extra: Mapping[str, float] | None = None,
     ) -> None:
         """One catalog step; ``None`` for an analyzer that failed this step."""
         self._engine.begin_step()
+        for key, value in sorted((extra or {}).items()):
+            self._scalar(key, value, np.int64 if isinstance(value, int) else np.float64)
         self._scalar("step", step, np.int64)
         self._scalar("index", index, np.int64)
         self._scalar("dropped", dropped, np.int64)

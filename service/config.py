@@ -14,7 +14,9 @@ import types
 import typing
 from typing import Any, Mapping
 
+from intransit.adapters.steering import COMMANDS
 from intransit.analyzers import base as analyzer_base
+from intransit.service.steering import OPERATORS, Rule
 
 
 class ConfigError(ValueError):
@@ -50,11 +52,20 @@ class OutputConfig:
 
 
 @dataclasses.dataclass
+class SteeringConfig:
+    stream: str
+    rules: list[Rule]
+    xml: str | None = None
+    io: str = "Steering"
+
+
+@dataclasses.dataclass
 class JobConfig:
     path: str
     stream: StreamConfig
     analyzers: list[AnalyzerConfig]
     output: OutputConfig
+    steering: SteeringConfig | None = None
 
 
 _STREAM_KEYS: dict[str, tuple[type, ...]] = {
@@ -79,7 +90,24 @@ _OUTPUT_KEYS: dict[str, tuple[type, ...]] = {
     "log_level": (str,),
     "metrics": (str,),
 }
-_SECTIONS = ("stream", "analyzers", "output")
+_STEERING_KEYS: dict[str, tuple[type, ...]] = {
+    "stream": (str,),
+    "xml": (str,),
+    "io": (str,),
+    "rules": (list,),
+}
+_RULE_KEYS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "analyzer": (str,),
+    "score": (str,),
+    "op": (str,),
+    "threshold": (int, float),
+    "command": (str,),
+    "args": (dict,),
+    "for_steps": (int,),
+    "once": (bool,),
+}
+_SECTIONS = ("stream", "analyzers", "output", "steering")
 _ENGINES = ("SST", "BP5", "BP4", "BPFile", "FileStream")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -204,7 +232,50 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
         log_level=level,
         metrics=_resolve(base_dir, o["metrics"]) if "metrics" in o else None,
     )
-    return JobConfig(path=path, stream=stream, analyzers=analyzers, output=output)
+    steering = _steering(raw["steering"], path, base_dir, analyzers) if "steering" in raw else None
+    return JobConfig(path=path, stream=stream, analyzers=analyzers, output=output, steering=steering)
+
+
+def _steering(t: Any, path: str, base_dir: str, analyzers: list[AnalyzerConfig]) -> SteeringConfig:
+    where = f"{path} [steering]"
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _check_table(where, t, _STEERING_KEYS, ("stream", "rules"))
+    xml = _resolve(base_dir, t["xml"]) if "xml" in t else None
+    if xml is not None and not os.path.isfile(xml):
+        raise ConfigError(f"{where}: xml file {xml!r} does not exist")
+    stream = _resolve(base_dir, t["stream"]) if "/" in t["stream"] else t["stream"]
+    by_name = {a.name: a for a in analyzers}
+    rules: list[Rule] = []
+    for i, r in enumerate(t["rules"]):
+        rw = f"{path} [[steering.rules]] #{i + 1}"
+        if not isinstance(r, dict):
+            raise ConfigError(f"{rw}: must be a table")
+        _check_table(rw, r, _RULE_KEYS, ("analyzer", "score", "op", "threshold", "command"))
+        name = r.get("name", f"rule{i + 1}")
+        if any(x.name == name for x in rules):
+            raise ConfigError(f"{rw}: name {name!r} is used twice")
+        if r["analyzer"] not in by_name:
+            raise ConfigError(f"{rw}: analyzer {r['analyzer']!r} is not in the pipeline; analyzers: {', '.join(by_name)}")
+        cls = analyzer_base.get(by_name[r["analyzer"]].type)
+        known = tuple(cls.score_names) + ("n_events",)
+        if cls.score_names and r["score"] not in known:
+            raise ConfigError(f"{rw}: analyzer {r['analyzer']!r} has no score {r['score']!r}; its scores: {', '.join(known)}")
+        if r["op"] not in OPERATORS:
+            raise ConfigError(f"{rw}: op {r['op']!r} is not valid; valid: {' '.join(OPERATORS)}")
+        if r["command"] not in COMMANDS or r["command"] == "continue":
+            valid = [c for c in COMMANDS if c != "continue"]
+            raise ConfigError(f"{rw}: command {r['command']!r} is not valid; valid: {', '.join(valid)}")
+        args = dict(r.get("args", {}))
+        if r["command"] == "set":
+            if set(args) != {"name", "value"} or not isinstance(args["name"], str) or isinstance(args["value"], bool) \
+                    or not isinstance(args["value"], (int, float)):
+                raise ConfigError(f"{rw}: command 'set' needs args = {{ name = \"<parameter>\", value = <number> }}, got {args!r}")
+        if r.get("for_steps", 1) < 1:
+            raise ConfigError(f"{rw}: for_steps must be >= 1, got {r['for_steps']}")
+        rules.append(Rule(name=name, analyzer=r["analyzer"], score=r["score"], op=r["op"], threshold=float(r["threshold"]),
+                          command=r["command"], args=args, for_steps=int(r.get("for_steps", 1)), once=bool(r.get("once", True))))
+    return SteeringConfig(stream=stream, rules=rules, xml=xml, io=t.get("io", "Steering"))
 
 
 def check_params(cls: type[analyzer_base.Analyzer], params: Mapping[str, Any], *, where: str) -> None:

@@ -25,8 +25,13 @@ from intransit.analyzers.base import Analyzer, StepContext, StepResult
 from intransit.service.catalog import CatalogWriter
 from intransit.service.comm import sum_allreduce
 from intransit.service.config import AnalyzerConfig, JobConfig
+from intransit.service.steering import RuleEngine
 
 log = logging.getLogger(__name__)
+
+
+#: Steering commands as numbers in the catalog (``steering/command``).
+COMMAND_CODES = {"continue": 0, "stop": 1, "checkpoint": 2, "set": 3, "trigger": 4}
 
 
 class StepTimeout(RuntimeError):
@@ -59,6 +64,7 @@ class RunSummary:
     steps_per_second: float = 0.0
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
     catalog: str = ""
+    commands: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -151,6 +157,17 @@ def run_job(
     assert reader is not None
 
     catalog: CatalogWriter | None = None
+    steering_writer: Any = None
+    rules: RuleEngine | None = None
+    if rank == 0 and cfg.steering is not None:
+        from intransit.adapters.steering import SteeringWriter
+
+        try:
+            steering_writer = SteeringWriter(cfg.steering.stream, xml=cfg.steering.xml, io_name=cfg.steering.io)
+        except RuntimeError as exc:
+            error = f"cannot open the steering stream {cfg.steering.stream!r}: {exc}"
+        rules = RuleEngine(cfg.steering.rules)
+    _collective_ok(comm, error)
     if rank == 0:
         schemas = {ac.name: type(a).event_fields for ac, a in zip(cfg.analyzers, pipeline)}
         meta = {"stream": cfg.stream.name, "ranks": str(size), "job": cfg.path}
@@ -228,8 +245,18 @@ def run_job(
                     summary.failures[ac.name] = summary.failures.get(ac.name, 0) + 1
             t_done = time.perf_counter()
             seconds = t_done - t0
+            extra: dict[str, float] = {}
+            if steering_writer is not None and rules is not None:
+                decision = rules.evaluate(results)
+                seq = steering_writer.write(step, decision.command, decision.args, decision.rule)
+                extra = {"steering/seq": seq, "steering/command": COMMAND_CODES[decision.command]}
+                if decision.command != "continue":
+                    summary.commands.append({"seq": seq, "answers_step": step, "command": decision.command,
+                                             "args": decision.args, "rule": decision.rule})
+                    log.info("step %d: rule %r fired → %s %s (seq %d)", step, decision.rule, decision.command,
+                             decision.args or "", seq)
             if catalog is not None:
-                catalog.write_step(step=step, index=index, dropped=dropped, seconds=seconds, results=results)
+                catalog.write_step(step=step, index=index, dropped=dropped, seconds=seconds, results=results, extra=extra)
                 if on_step is not None:
                     on_step(step, index, results)
             log.debug(
@@ -252,6 +279,8 @@ def run_job(
             analyzer.close()
         if catalog is not None:
             catalog.close()
+        if steering_writer is not None:
+            steering_writer.close()
 
     elapsed = time.perf_counter() - t_start
     summary.steps_analyzed = index

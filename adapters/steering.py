@@ -1,0 +1,392 @@
+"""Steering: the reverse ADIOS2 stream from the analytics back to the simulation.
+
+Protocol (one ADIOS2 step per analyzed simulation step, IO ``Steering``):
+
+=============== ======= ====================================================
+variable        type    meaning
+=============== ======= ====================================================
+``seq``         int64   sequence number, 1, 2, 3, … (applied at most once)
+``answers_step`` int64  the simulation step this record answers
+``command``     string  ``continue``, ``stop``, ``checkpoint``, ``set``, ``trigger``
+``rule``        string  the rule that fired ("" for ``continue``)
+``args``        string  JSON object with the command's arguments
+``set_name``    string  for ``set``: the parameter (also in ``args``), else ""
+``set_value``   float64 for ``set``: the value (also in ``args``), else NaN
+=============== ======= ====================================================
+
+``set_name``/``set_value`` repeat what ``args`` says, typed, so a C, C++ or
+Fortran client needs no JSON parser (see ``intransit_steering.hpp``).
+
+The simulation side (``SteeringClient``) is what a Python simulation imports:
+it never blocks longer than the timeouts it was given, keeps the simulation
+running when the analytics never connect or vanish, and applies only what the
+simulation declared it accepts — anything else is rejected and logged.
+
+Engine: by default the reverse stream is a BP5 file read as a stream (the
+simulation's ``BeginStep`` with a zero timeout sees each step as the analytics
+end it, within milliseconds).  SST works too, through an XML, but SST adds a
+late reader only at the writer's next step boundary, so a simulation's first
+attach would wait for the analytics' next analyzed step: a wait the
+simulation did not agree to.  A BP5 reader's open and polls never wait on
+the writer; a shared file system is needed either way (SST's contact file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("continue", "stop", "checkpoint", "set", "trigger")
+STEERING_IO = "Steering"
+
+#: Engine of the reverse stream when no XML is given (see the module notes).
+DEFAULT_ENGINE = "BP5"
+#: Parameters for an SST reverse stream chosen through XML without them:
+#: never wait for the simulation to attach, never block the analytics on a
+#: slow reader, sockets data plane for the serial wheel.
+SST_WRITER_PARAMS = {
+    "RendezvousReaderCount": "0",
+    "QueueLimit": "16",
+    "QueueFullPolicy": "Discard",
+    "DataTransport": "WAN",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One record of the reverse stream, as the simulation sees it."""
+
+    seq: int
+    answers_step: int
+    command: str
+    rule: str
+    args: dict[str, Any]
+
+
+@dataclasses.dataclass
+class _Parameter:
+    name: str
+    kind: type
+    low: float | None
+    high: float | None
+    on_set: Callable[[str, Any], None]
+
+
+@dataclasses.dataclass
+class SteeringStats:
+    received: int = 0
+    applied: int = 0
+    rejected: int = 0
+    replayed: int = 0
+    connected: bool = False
+    ended: bool = False
+    last_seq: int = 0
+    last_answered_step: int = -1
+
+
+class SteeringClient:
+    """The simulation's end of the steering stream.
+
+    Call ``poll(step)`` once per simulation step.  It opens the stream when the
+    analytics' contact file appears (never waiting for it), drains the records
+    that have arrived, validates each against what was declared with ``on`` and
+    ``declare_parameter``, and runs the callbacks in sequence order.
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        *,
+        xml: str | None = None,
+        io_name: str = STEERING_IO,
+        poll_timeout_s: float = 0.05,
+        open_timeout_s: int = 1,
+    ) -> None:
+        import adios2
+        from adios2 import bindings
+
+        self._bindings = bindings
+        self.stream = stream
+        self.poll_timeout_s = float(poll_timeout_s)
+        self._adios = adios2.Adios(xml) if xml else adios2.Adios()
+        self._io = self._adios.declare_io(io_name)
+        if not xml:
+            self._io.set_engine(DEFAULT_ENGINE)
+        self._sst = self._io.engine_type().upper() == "SST"
+        if self._sst and "DataTransport" not in self._io.parameters():
+            self._io.set_parameter("DataTransport", "WAN")
+        self._io.set_parameter("OpenTimeoutSecs", str(max(1, int(open_timeout_s))))
+        self._engine: Any = None
+        self._current_step = -1
+        self._failed_contact: tuple[float, int] | None = None
+        self._callbacks: dict[str, Callable[[Command], None]] = {"continue": lambda c: None}
+        self._parameters: dict[str, _Parameter] = {}
+        self.stats = SteeringStats()
+        self.history: list[tuple[Command, str]] = []  # (command, outcome) for logs and tests
+
+    # -- what the simulation accepts -------------------------------------
+    def on(self, command: str, callback: Callable[[Command], None]) -> None:
+        """Accept ``command`` (``stop``, ``checkpoint``, ``trigger``) and run ``callback`` on it."""
+        if command not in COMMANDS or command == "set":
+            valid = [c for c in COMMANDS if c != "set"]
+            raise ValueError(f"cannot register {command!r}: use declare_parameter for 'set'; commands: {valid}")
+        self._callbacks[command] = callback
+
+    def declare_parameter(
+        self,
+        name: str,
+        kind: type,
+        on_set: Callable[[str, Any], None],
+        *,
+        low: float | None = None,
+        high: float | None = None,
+    ) -> None:
+        """Accept ``set`` for ``name`` with values of ``kind`` (float, int, bool) within [low, high]."""
+        if kind not in (float, int, bool):
+            raise ValueError(f"parameter {name!r}: kind must be float, int or bool, got {kind!r}")
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"parameter {name!r}: low {low} > high {high}")
+        self._parameters[name] = _Parameter(name, kind, low, high, on_set)
+
+    # -- the per-step call --------------------------------------------------
+    def poll(self, step: int, *, wait_s: float = 0.0) -> list[Command]:
+        """Apply what arrived; with ``wait_s`` > 0 wait (at most that long) for the answer to ``step``.
+
+        Returns the commands applied during this call.
+        """
+        deadline = time.monotonic() + max(self.poll_timeout_s, wait_s)
+        self._current_step = max(self._current_step, int(step))
+        applied: list[Command] = []
+        if self._engine is None and not self.stats.ended:
+            self._try_open()
+        while self._engine is not None:
+            status = self._engine.impl.BeginStep(self._bindings.StepMode.Read, 0.0)
+            if status == self._bindings.StepStatus.OK:
+                record = self._read_record()
+                self._engine.end_step()
+                cmd = self._apply(record)
+                if cmd is not None:
+                    applied.append(cmd)
+                if time.monotonic() > deadline and wait_s <= 0:
+                    break  # the rest waits for the next poll: the bound holds
+                continue
+            if status == self._bindings.StepStatus.EndOfStream:
+                log.info("steering stream %r ended (analytics finished or gone); the simulation goes on", self.stream)
+                self._close_engine()
+                self.stats.ended = True
+                break
+            # NotReady: nothing more has arrived yet
+            if wait_s > 0 and self.stats.last_answered_step < step and time.monotonic() < deadline:
+                time.sleep(0.001)
+                continue
+            break
+        if wait_s > 0 and self._engine is None and not self.stats.ended and time.monotonic() < deadline:
+            # Not connected yet: keep looking for the analytics until the bound.
+            while self._engine is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+                self._try_open()
+            if self._engine is not None:
+                applied += self.poll(step, wait_s=max(0.0, deadline - time.monotonic()))
+        return applied
+
+    def close(self) -> None:
+        self._close_engine()
+
+    def __enter__(self) -> "SteeringClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------
+    def _try_open(self) -> None:
+        # Open only once the writer's file exists, so opening never waits for it.
+        contact = self.stream + ".sst" if self._sst else os.path.join(self.stream, "md.idx")
+        try:
+            st = os.stat(contact)
+        except FileNotFoundError:
+            return  # the analytics have not started (or have finished): go on
+        key = (st.st_mtime, st.st_size)
+        if self._sst and self._failed_contact == key:
+            return  # the same stale contact file that failed before
+        try:
+            self._engine = self._io.open(self.stream, self._bindings.Mode.Read)
+            self.stats.connected = True
+            log.info("steering: connected to %r", self.stream)
+        except RuntimeError as exc:
+            self._failed_contact = key
+            log.warning("steering: could not attach to %r (%s); the simulation goes on without steering",
+                        self.stream, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+    def _close_engine(self) -> None:
+        if self._engine is not None:
+            try:
+                self._engine.close()
+            except Exception:
+                log.debug("steering: close failed", exc_info=True)
+            self._engine = None
+
+    def _read_record(self) -> dict[str, Any]:
+        """Read every protocol variable present this step; missing ones stay absent."""
+        record: dict[str, Any] = {}
+        available = self._io.available_variables()
+        for name in ("seq", "answers_step", "set_value"):
+            if name in available:
+                var = self._io.inquire_variable(name)
+                buf = np.zeros(1, dtype=np.int64 if var.type() == "int64_t" else np.float64)
+                self._engine.get(var, buf, self._bindings.Mode.Sync)
+                record[name] = buf[0].item()
+        for name in ("command", "rule", "args", "set_name"):
+            if name in available:
+                record[name] = self._engine.get(self._io.inquire_variable(name))
+        return record
+
+    def _reject(self, record: dict[str, Any], reason: str, cmd: Command | None = None) -> None:
+        self.stats.rejected += 1
+        log.warning("steering: rejected %s: %s", record, reason)
+        if cmd is not None:
+            self.history.append((cmd, f"rejected: {reason}"))
+
+    def _apply(self, record: dict[str, Any]) -> Command | None:
+        self.stats.received += 1
+        missing = [k for k in ("seq", "answers_step", "command") if k not in record]
+        if missing:
+            self._reject(record, f"malformed record, missing {missing}")
+            return None
+        try:
+            args = json.loads(record.get("args") or "{}")
+        except (TypeError, ValueError):
+            self._reject(record, "malformed args (not JSON)")
+            return None
+        if not isinstance(args, dict):
+            self._reject(record, "malformed args (not a JSON object)")
+            return None
+        cmd = Command(int(record["seq"]), int(record["answers_step"]), str(record["command"]),
+                      str(record.get("rule", "")), args)
+        if cmd.answers_step > self._current_step:
+            self._reject(record, f"answers step {cmd.answers_step}, which this simulation has not reached "
+                                 f"(it is at {self._current_step}): a stale steering stream from another run?", cmd)
+            return None
+        if cmd.seq <= self.stats.last_seq:
+            self.stats.replayed += 1
+            log.warning("steering: ignored replayed sequence number %d (last applied %d)", cmd.seq, self.stats.last_seq)
+            self.history.append((cmd, "ignored: replayed sequence number"))
+            return None
+        # Whatever happens next, this sequence number is consumed: never applied twice.
+        self.stats.last_seq = cmd.seq
+        self.stats.last_answered_step = max(self.stats.last_answered_step, cmd.answers_step)
+        if cmd.command == "set":
+            return self._apply_set(cmd, record)
+        callback = self._callbacks.get(cmd.command)
+        if callback is None:
+            accepted = sorted(self._callbacks) + (["set"] if self._parameters else [])
+            self._reject(record, f"command {cmd.command!r} is not accepted by this simulation; it accepts {accepted}", cmd)
+            return None
+        callback(cmd)
+        if cmd.command != "continue":
+            log.info("steering: applied %s (seq %d, answers step %d, rule %r)", cmd.command, cmd.seq, cmd.answers_step, cmd.rule)
+        self.stats.applied += 1
+        self.history.append((cmd, "applied"))
+        return cmd
+
+    def _apply_set(self, cmd: Command, record: dict[str, Any]) -> Command | None:
+        name = cmd.args.get("name")
+        value = cmd.args.get("value")
+        param = self._parameters.get(name) if isinstance(name, str) else None
+        if param is None:
+            self._reject(record, f"set of undeclared parameter {name!r}; declared: {sorted(self._parameters)}", cmd)
+            return None
+        if param.kind is bool:
+            ok = isinstance(value, bool)
+        elif param.kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok:
+            self._reject(record, f"set {name}: value {value!r} is not a {param.kind.__name__}", cmd)
+            return None
+        if (param.low is not None and value < param.low) or (param.high is not None and value > param.high):
+            self._reject(record, f"set {name}: value {value!r} outside [{param.low}, {param.high}]", cmd)
+            return None
+        param.on_set(name, param.kind(value))
+        log.info("steering: set %s = %r (seq %d, answers step %d, rule %r)", name, value, cmd.seq, cmd.answers_step, cmd.rule)
+        self.stats.applied += 1
+        self.history.append((cmd, "applied"))
+        return cmd
+
+
+class SteeringWriter:
+    """The analytics' end: rank 0 writes one record per analyzed step."""
+
+    def __init__(self, stream: str, *, xml: str | None = None, io_name: str = STEERING_IO) -> None:
+        import adios2
+        from adios2 import bindings
+
+        self._bindings = bindings
+        self.stream = stream
+        self._adios = adios2.Adios(xml) if xml else adios2.Adios()
+        self._io = self._adios.declare_io(io_name)
+        if not xml:
+            self._io.set_engine(DEFAULT_ENGINE)
+        if self._io.engine_type().upper() == "SST":
+            for key, value in SST_WRITER_PARAMS.items():
+                if key not in self._io.parameters():
+                    self._io.set_parameter(key, value)
+            if os.path.exists(stream + ".sst"):
+                log.warning("steering: removing stale contact file %s.sst", stream)
+                os.remove(stream + ".sst")
+        elif os.path.isdir(stream) and os.path.exists(os.path.join(stream, "md.idx")):
+            # Our own previous run's reverse stream: a simulation must never read its old commands.
+            shutil.rmtree(stream)
+        os.makedirs(os.path.dirname(os.path.abspath(stream)), exist_ok=True)
+        self._engine = self._io.open(stream, bindings.Mode.Write)
+        self._ints = {n: self._io.define_variable(n, np.zeros(1, dtype=np.int64)) for n in ("seq", "answers_step")}
+        self._value = self._io.define_variable("set_value", np.zeros(1, dtype=np.float64))
+        self._strings = {n: self._io.define_variable(n) for n in ("command", "rule", "args", "set_name")}
+        self.seq = 0
+
+    def write(self, answers_step: int, command: str, args: dict[str, Any] | None = None, rule: str = "") -> int:
+        """Send one record; returns its sequence number."""
+        if command not in COMMANDS:
+            raise ValueError(f"unknown steering command {command!r}; valid: {COMMANDS}")
+        args = dict(args or {})
+        self.seq += 1
+        mode = self._bindings.Mode.Sync
+        self._engine.begin_step()
+        self._engine.put(self._ints["seq"], np.array([self.seq], dtype=np.int64), mode)
+        self._engine.put(self._ints["answers_step"], np.array([answers_step], dtype=np.int64), mode)
+        self._engine.put(self._strings["command"], command)
+        self._engine.put(self._strings["rule"], rule)
+        self._engine.put(self._strings["args"], json.dumps(args, sort_keys=True))
+        is_set = command == "set"
+        self._engine.put(self._strings["set_name"], str(args.get("name", "")) if is_set else "")
+        value = float(args["value"]) if is_set and isinstance(args.get("value"), (int, float)) else float("nan")
+        self._engine.put(self._value, np.array([value], dtype=np.float64), mode)
+        self._engine.end_step()
+        return self.seq
+
+    def write_raw(self, record: dict[str, Any]) -> None:
+        """Send an arbitrary record (tests of the client's validation)."""
+        mode = self._bindings.Mode.Sync
+        self._engine.begin_step()
+        for name, value in record.items():
+            if name in self._ints:
+                self._engine.put(self._ints[name], np.array([value], dtype=np.int64), mode)
+            elif name == "set_value":
+                self._engine.put(self._value, np.array([value], dtype=np.float64), mode)
+            else:
+                self._engine.put(self._strings[name], str(value))
+        self._engine.end_step()
+
+    def close(self) -> None:
+        self._engine.close()
