@@ -26,6 +26,13 @@
 //    OpenTimeoutSecs = max(1, ceil(timeoutMs / 1000)), then drains the records that have
 //    arrived with BeginStep(Read, 0) until NotReady.  EndOfStream: steering is over, the
 //    simulation goes on (the stream is not reopened).
+//  * The SST Open itself runs on a helper thread: an SST writer answers a reader's
+//    registration only inside its own API calls (Open/BeginStep/EndStep/Put), so a reader's
+//    Open blocks until the analytics next write a record -- forever if they stall, or if a
+//    stale contact file names an address that never answers.  poll() only looks whether that
+//    Open has finished; the reader has a private adios2::ADIOS object (the simulation's one is
+//    never touched from the helper thread).  An Open still pending at close() is abandoned
+//    after the timeout (its thread closes the engine if the Open ever returns).
 //  * Only what the simulation declared is applied: an unknown/unregistered command, a set of
 //    an undeclared parameter, a non-finite, non-integral (int64) or out-of-range value, a
 //    malformed record (seq, answers_step or command missing; set without set_name/set_value)
@@ -35,8 +42,9 @@
 //  * ADIOS2 errors on the steering stream are logged and end steering; they are never thrown
 //    out of poll().
 //
-// If the ADIOS2 XML of the simulation defines an IO named "Steering" (or the name given), its
-// engine and parameters are used; otherwise SST with DataTransport=WAN.
+// If the ADIOS2 XML of the simulation defines an IO named "Steering" (or the name given), or the
+// simulation declared that IO itself before constructing the client, its engine and parameters
+// are used; otherwise SST with DataTransport=WAN.
 #pragma once
 
 #include <adios2.h>
@@ -52,6 +60,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -103,21 +112,54 @@ public:
 
     static constexpr const char *DefaultIO = "Steering";
 
-    /// Use the simulation's ADIOS object (it must outlive this client).
+    /// Take the steering IO's engine and parameters from the simulation's ADIOS object (its XML
+    /// or an IO the simulation declared); the reader itself uses a private ADIOS object.
     SteeringClient(adios2::ADIOS &adios, std::string stream, int timeoutMs = 50,
                    const std::string &ioName = DefaultIO)
     : m_Stream(std::move(stream)), m_TimeoutMs(timeoutMs < 0 ? 0 : timeoutMs)
     {
-        Setup(adios, ioName);
+        std::string engine;
+        adios2::Params params;
+        adios2::IO io;
+        try
+        {
+            io = adios.AtIO(ioName); // declared by the simulation
+        }
+        catch (const std::exception &)
+        {
+            io = adios.DeclareIO(ioName); // from its XML, or a fresh one (removed below)
+            if (!io.InConfigFile())
+            {
+                adios.RemoveIO(ioName);
+                io = adios2::IO();
+            }
+        }
+        if (io)
+        {
+            engine = io.EngineType();
+            params = io.Parameters();
+        }
+        Setup(ioName, engine, params);
     }
 
-    /// Own a private ADIOS object (no XML: SST, DataTransport=WAN).
+    /// Own everything: SST with DataTransport=WAN, or the IO `ioName` of `xmlPath` when given.
     explicit SteeringClient(std::string stream, int timeoutMs = 50,
-                            const std::string &ioName = DefaultIO)
-    : m_Own(std::make_unique<adios2::ADIOS>()), m_Stream(std::move(stream)),
-      m_TimeoutMs(timeoutMs < 0 ? 0 : timeoutMs)
+                            const std::string &ioName = DefaultIO, const std::string &xmlPath = "")
+    : m_Stream(std::move(stream)), m_TimeoutMs(timeoutMs < 0 ? 0 : timeoutMs)
     {
-        Setup(*m_Own, ioName);
+        std::string engine;
+        adios2::Params params;
+        if (!xmlPath.empty())
+        {
+            adios2::ADIOS cfg(xmlPath);
+            adios2::IO io = cfg.DeclareIO(ioName);
+            if (io.InConfigFile())
+            {
+                engine = io.EngineType();
+                params = io.Parameters();
+            }
+        }
+        Setup(ioName, engine, params);
     }
 
     SteeringClient(const SteeringClient &) = delete;
@@ -254,7 +296,7 @@ public:
         if (waitMs > 0 && !m_Engine && !m_Stats.ended && clock::now() < deadline)
         {
             // Not connected yet: keep looking for the analytics until the bound.
-            while (!m_Engine && clock::now() < deadline)
+            while (!m_Engine && !m_Stats.ended && clock::now() < deadline)
             {
                 std::this_thread::sleep_for(std::chrono::milliseconds(5));
                 TryOpen();
@@ -274,9 +316,50 @@ public:
         return applied;
     }
 
-    void close() { CloseEngine(); }
+    /// Close the stream.  An Open still pending on the helper thread gets up to the timeout to
+    /// finish; after that it is abandoned (never blocks longer).
+    void close()
+    {
+        CloseEngine();
+        if (m_Opening)
+        {
+            const auto deadline =
+                std::chrono::steady_clock::now() + std::chrono::milliseconds(m_TimeoutMs);
+            for (;;)
+            {
+                {
+                    std::lock_guard<std::mutex> lock(m_Opening->mu);
+                    if (m_Opening->done)
+                    {
+                        if (m_Opening->engine)
+                        {
+                            try
+                            {
+                                m_Opening->engine.Close();
+                            }
+                            catch (const std::exception &)
+                            {
+                            }
+                        }
+                        break;
+                    }
+                    if (std::chrono::steady_clock::now() >= deadline)
+                    {
+                        m_Opening->abandoned = true; // the thread closes it if it ever opens
+                        Log("abandoned a pending Open of '" + m_Stream +
+                            "' (the analytics never answered)");
+                        break;
+                    }
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            }
+            m_Opening.reset();
+        }
+    }
 
     const SteeringStats &stats() const noexcept { return m_Stats; }
+    /// An Open is pending on the helper thread (contact file found, analytics not answered yet).
+    bool opening() const noexcept { return static_cast<bool>(m_Opening); }
     bool connected() const noexcept { return static_cast<bool>(m_Engine); }
     bool ended() const noexcept { return m_Stats.ended; }
     const std::string &stream() const noexcept { return m_Stream; }
@@ -306,11 +389,23 @@ private:
         std::optional<std::string> command, rule, args, set_name;
     };
 
-    std::unique_ptr<adios2::ADIOS> m_Own;
+    /// An Open running on the helper thread; shared with it.
+    struct OpenState
+    {
+        std::mutex mu;
+        bool done = false;
+        bool abandoned = false;
+        adios2::Engine engine;
+        std::string error;
+    };
+
     std::string m_Stream;
     int m_TimeoutMs;
+    std::shared_ptr<adios2::ADIOS> m_Adios; // private: used by the helper thread and by poll()
     adios2::IO m_IO;
     adios2::Engine m_Engine;
+    std::shared_ptr<OpenState> m_Opening;
+    std::pair<int64_t, int64_t> m_OpeningContact{0, 0};
     bool m_IsSst = true;
     bool m_HaveFailedContact = false;
     std::pair<int64_t, int64_t> m_FailedContact{0, 0}; // (mtime ns, size)
@@ -325,8 +420,20 @@ private:
         return c == "continue" || c == "stop" || c == "checkpoint" || c == "set" || c == "trigger";
     }
 
-    static std::string FirstLine(const std::string &s)
+    static std::string FirstLine(const std::string &text)
     {
+        std::string s; // without ANSI colour sequences (ADIOS2 colours its exceptions)
+        for (std::size_t i = 0; i < text.size(); ++i)
+        {
+            if (text[i] == '\x1b' && i + 1 < text.size() && text[i + 1] == '[')
+            {
+                i += 2;
+                while (i < text.size() && !std::isalpha(static_cast<unsigned char>(text[i])))
+                    ++i;
+                continue;
+            }
+            s += text[i];
+        }
         const auto b = s.find_first_not_of(" \n\r\t");
         if (b == std::string::npos)
         {
@@ -348,13 +455,19 @@ private:
         }
     }
 
-    void Setup(adios2::ADIOS &adios, const std::string &ioName)
+    void Setup(const std::string &ioName, const std::string &engineType, const adios2::Params &params)
     {
-        m_IO = adios.DeclareIO(ioName);
-        if (!m_IO.InConfigFile())
+        m_Adios = std::make_shared<adios2::ADIOS>();
+        m_IO = m_Adios->DeclareIO(ioName);
+        if (engineType.empty())
         {
             m_IO.SetEngine("SST");
             m_IO.SetParameter("DataTransport", "WAN");
+        }
+        else
+        {
+            m_IO.SetEngine(engineType);
+            m_IO.SetParameters(params);
         }
         std::string engine = m_IO.EngineType();
         for (auto &ch : engine)
@@ -368,6 +481,11 @@ private:
 
     void TryOpen()
     {
+        if (m_Opening)
+        {
+            CheckOpening();
+            return;
+        }
         std::pair<int64_t, int64_t> key{0, 0};
         if (m_IsSst)
         {
@@ -383,27 +501,91 @@ private:
                 return; // the same stale contact file that failed before
             }
         }
+        auto state = std::make_shared<OpenState>();
+        m_Opening = state;
+        m_OpeningContact = key;
         try
         {
-            m_Engine = m_IO.Open(m_Stream, adios2::Mode::Read);
-            m_Stats.connected = true;
-            Log("connected to '" + m_Stream + "'");
+            std::thread([state, adios = m_Adios, io = m_IO, name = m_Stream]() mutable {
+                adios2::Engine engine;
+                std::string error;
+                try
+                {
+                    engine = io.Open(name, adios2::Mode::Read);
+                }
+                catch (const std::exception &e)
+                {
+                    error = e.what();
+                }
+                std::lock_guard<std::mutex> lock(state->mu);
+                state->done = true;
+                if (state->abandoned && engine)
+                {
+                    try
+                    {
+                        engine.Close();
+                    }
+                    catch (const std::exception &)
+                    {
+                    }
+                    return;
+                }
+                state->engine = engine;
+                state->error = error.empty() && !engine ? std::string("Open failed") : error;
+                (void)adios; // keeps the ADIOS object alive as long as this thread runs
+            }).detach();
         }
         catch (const std::exception &e)
         {
-            m_Engine = adios2::Engine();
-            if (m_IsSst)
-            {
-                m_HaveFailedContact = true;
-                m_FailedContact = key;
-            }
-            else
-            {
-                m_Stats.ended = true; // a file that cannot be opened will not improve
-            }
-            Log("could not attach to '" + m_Stream + "' (" + FirstLine(e.what()) +
-                "); the simulation goes on without steering");
+            m_Opening.reset();
+            Log(std::string("cannot start the Open thread (") + e.what() + ")");
+            m_Stats.ended = true;
+            return;
         }
+        // An Open that finishes at once (stale contact file, connection refused) is seen now.
+        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::min(m_TimeoutMs, 20));
+        while (m_Opening && std::chrono::steady_clock::now() < until)
+        {
+            if (CheckOpening())
+                break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+
+    /// Take over the result of the helper thread's Open if it has finished; true if it has.
+    bool CheckOpening()
+    {
+        adios2::Engine engine;
+        std::string error;
+        {
+            std::lock_guard<std::mutex> lock(m_Opening->mu);
+            if (!m_Opening->done)
+            {
+                return false;
+            }
+            engine = m_Opening->engine;
+            error = m_Opening->error;
+        }
+        m_Opening.reset();
+        if (engine)
+        {
+            m_Engine = engine;
+            m_Stats.connected = true;
+            Log("connected to '" + m_Stream + "'");
+            return true;
+        }
+        if (m_IsSst)
+        {
+            m_HaveFailedContact = true;
+            m_FailedContact = m_OpeningContact;
+        }
+        else
+        {
+            m_Stats.ended = true; // a file that cannot be opened will not improve
+        }
+        Log("could not attach to '" + m_Stream + "' (" + FirstLine(error) +
+            "); the simulation goes on without steering");
+        return true;
     }
 
     void CloseEngine()

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reference simulation: blobs moving over drift-wave turbulence, through ADIOS2.
 
-It stands for the user's unmodified code: it never imports ``intransit``; it
+It stands for the user's unmodified code: it never imports ``intransit``
+(except, with ``--steering``, the steering hooks a code opts into); it
 opens its ADIOS2 IO *by name* from an XML file, so file output (BP5) versus a
 live stream (SST) is an XML change only (``adios2.xml`` / ``adios2_sst.xml``).
 
@@ -164,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=_nonneg_int, default=150, help="HW RK4 warm-up steps before step 0")
     g.add_argument("--hw-init-scale", type=_nonneg_float, default=4.0, help="amplitude of the HW initial noise")
     g.add_argument("--nu", type=_nonneg_float, default=None, help="HW hyper-viscosity (default 5e-3*(64/coarse)^6)")
+    g = p.add_argument_group("steering (optional; only then is intransit imported)")
+    g.add_argument("--steering", default=None, metavar="STREAM",
+                   help="poll this reverse stream once per step (intransit.adapters.steering)")
+    g.add_argument("--steering-xml", default=None, help="ADIOS2 XML for the steering IO (default: BP5 file stream)")
+    g.add_argument("--steering-wait", type=_nonneg_float, default=0.0, metavar="SECONDS",
+                   help="wait at most this long per step for the answer to the step just written")
+    g.add_argument("--checkpoint-dir", default=None, help="where a 'checkpoint' command writes (default: beside the stream)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
     return p
 
@@ -255,6 +263,7 @@ class Turbulence:
         from hw2d.utils.namespaces import Namespace
 
         self.n, self.ny, self.nx, self.std, self.substeps = coarse, ny, nx, std, substeps
+        self.dt = HW_DT  # a steering 'set dt' changes it
         self.L = 2 * np.pi / HW_K0
         self.dx = self.L / coarse
         self.hw = HW(dx=self.dx, N=HW_N, c1=HW_C1, nu=nu, k0=HW_K0, TEST_CONSERVATION=False)
@@ -283,7 +292,7 @@ class Turbulence:
         return float(self.plasma.age)
 
     def _rk4(self) -> None:
-        self.plasma = self.hw.rk4_step(self.plasma, dt=HW_DT, dx=self.dx)
+        self.plasma = self.hw.rk4_step(self.plasma, dt=self.dt, dx=self.dx)
         if not np.isfinite(self.plasma.density).all():
             raise FloatingPointError(f"HW turbulence blew up at t={self.plasma.age}")
 
@@ -610,6 +619,8 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
     with blocking(f"{engine_type} Open({a.stream!r})"):
         engine = io.open(a.stream, ab.Mode.Write)
 
+    steering = make_steering(a, turb, stop) if (a.steering and rank == 0) else None
+
     written, t_compute, t_io = 0, 0.0, 0.0
     t_start = time.perf_counter()
     try:
@@ -653,9 +664,20 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
             t2 = time.perf_counter()
             t_compute += t1 - t0
             t_io += t2 - t1
+            if steering is not None:
+                steering.poll(step, wait_s=a.steering_wait)
+                if stop.get("steered"):
+                    cmd = stop["steered"]
+                    log.warning("stopped by steering after step %d (seq %d answering step %d, rule %r)",
+                                step, cmd.seq, cmd.answers_step, cmd.rule)
+                    break
+                if stop.get("checkpoint"):
+                    write_checkpoint(a, turb, step, stop.pop("checkpoint"))
             if a.sleep:
                 time.sleep(a.sleep)
     finally:
+        if steering is not None:
+            steering.close()
         with blocking(f"{engine_type} Close"):
             engine.close()
         sup.own(None)  # a clean close removed the contact file
@@ -672,6 +694,40 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
     if stop["signum"]:
         return 128 + stop["signum"]
     return 0
+
+
+def make_steering(a: argparse.Namespace, turb: "Turbulence | None", stop: dict):
+    """The simulation's steering hooks: what it accepts, and what each command does."""
+    from intransit.adapters.steering import SteeringClient  # noqa: PLC0415 (opt-in)
+
+    client = SteeringClient(a.steering, xml=a.steering_xml, poll_timeout_s=0.05)
+    client.on("stop", lambda cmd: stop.__setitem__("steered", cmd))
+    client.on("checkpoint", lambda cmd: stop.__setitem__("checkpoint", cmd))
+    if turb is not None:
+        client.declare_parameter("dt", float, lambda _n, v: setattr(turb, "dt", v), low=1e-4, high=0.1)
+    return client
+
+
+def write_checkpoint(a: argparse.Namespace, turb: "Turbulence | None", step: int, cmd) -> None:
+    """A BP5 checkpoint of the turbulence state (the blobs follow from seed and step)."""
+    import adios2
+    import adios2.bindings as ab
+
+    folder = a.checkpoint_dir or os.path.dirname(os.path.abspath(a.stream))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"checkpoint_{step:06d}.bp")
+    io = adios2.Adios().declare_io("Checkpoint")
+    io.set_engine("BP5")
+    engine = io.open(path, ab.Mode.Write)
+    engine.begin_step()
+    engine.put(io.define_variable("step", np.array(step, dtype=np.int64)), np.array(step, dtype=np.int64), ab.Mode.Sync)
+    if turb is not None:
+        for name in ("density", "omega", "phi"):
+            arr = np.ascontiguousarray(turb.plasma[name], dtype=np.float64)
+            engine.put(io.define_variable(name, arr, list(arr.shape), [0, 0], list(arr.shape)), arr, ab.Mode.Sync)
+    engine.end_step()
+    engine.close()
+    log.warning("checkpoint written after step %d to %s (seq %d, rule %r)", step, path, cmd.seq, cmd.rule)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
