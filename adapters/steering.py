@@ -111,6 +111,7 @@ class SteeringClient:
         io_name: str = STEERING_IO,
         poll_timeout_s: float = 0.05,
         open_timeout_s: int = 1,
+        record_receipts: bool = False,
     ) -> None:
         import adios2
         from adios2 import bindings
@@ -133,6 +134,8 @@ class SteeringClient:
         self._parameters: dict[str, _Parameter] = {}
         self.stats = SteeringStats()
         self.history: list[tuple[Command, str]] = []  # (command, outcome) for logs and tests
+        #: With ``record_receipts``: (seq, answers_step, step polled, monotonic time) per record.
+        self.receipts: list[tuple[int, int, int, float]] | None = [] if record_receipts else None
 
     # -- what the simulation accepts -------------------------------------
     def on(self, command: str, callback: Callable[[Command], None]) -> None:
@@ -273,6 +276,8 @@ class SteeringClient:
             return None
         cmd = Command(int(record["seq"]), int(record["answers_step"]), str(record["command"]),
                       str(record.get("rule", "")), args)
+        if self.receipts is not None:
+            self.receipts.append((cmd.seq, cmd.answers_step, self._current_step, time.monotonic()))
         if cmd.answers_step > self._current_step:
             self._reject(record, f"answers step {cmd.answers_step}, which this simulation has not reached "
                                  f"(it is at {self._current_step}): a stale steering stream from another run?", cmd)

@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steering-xml", default=None, help="ADIOS2 XML for the steering IO (default: BP5 file stream)")
     g.add_argument("--steering-wait", type=_nonneg_float, default=0.0, metavar="SECONDS",
                    help="wait at most this long per step for the answer to the step just written")
+    g.add_argument("--steering-log", default=None, metavar="CSV",
+                   help="write seq,answers_step,received_at_step,lag_ms per steering record (lag benchmark)")
     g.add_argument("--checkpoint-dir", default=None, help="where a 'checkpoint' command writes (default: beside the stream)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
     return p
@@ -622,6 +624,7 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
     steering = make_steering(a, turb, stop) if (a.steering and rank == 0) else None
 
     written, t_compute, t_io = 0, 0.0, 0.0
+    end_times: dict[int, float] = {}
     t_start = time.perf_counter()
     try:
         for step in range(a.steps):
@@ -656,6 +659,7 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
                 engine.put(v_step, np.array(step, dtype=np.int64), ab.Mode.Sync)
             with blocking(f"EndStep (step {step})"):
                 engine.end_step()
+            end_times[step] = time.monotonic()
             written += 1
             if truth is not None:
                 truth.writerows((s, b, f"{c0:.6f}", f"{c1:.6f}", f"{pk:.9g}", f"{w:.6f}")
@@ -678,6 +682,12 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
     finally:
         if steering is not None:
             steering.close()
+            if a.steering_log and steering.receipts is not None:
+                with open(a.steering_log, "w") as fh:
+                    fh.write("seq,answers_step,received_at_step,lag_ms\n")
+                    for seq, answers, at_step, t in steering.receipts:
+                        lag = (t - end_times[answers]) * 1e3 if answers in end_times else float("nan")
+                        fh.write(f"{seq},{answers},{at_step},{lag:.3f}\n")
         with blocking(f"{engine_type} Close"):
             engine.close()
         sup.own(None)  # a clean close removed the contact file
@@ -700,7 +710,8 @@ def make_steering(a: argparse.Namespace, turb: "Turbulence | None", stop: dict):
     """The simulation's steering hooks: what it accepts, and what each command does."""
     from intransit.adapters.steering import SteeringClient  # noqa: PLC0415 (opt-in)
 
-    client = SteeringClient(a.steering, xml=a.steering_xml, poll_timeout_s=0.05)
+    client = SteeringClient(a.steering, xml=a.steering_xml, poll_timeout_s=0.05,
+                            record_receipts=bool(a.steering_log))
     client.on("stop", lambda cmd: stop.__setitem__("steered", cmd))
     client.on("checkpoint", lambda cmd: stop.__setitem__("checkpoint", cmd))
     if turb is not None:

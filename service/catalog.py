@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 class CatalogWriter:
     """Appends analyzed steps to a BP5 catalog."""
 
-    def __init__(self, path: str, schemas: Mapping[str, Sequence[str]], *, metadata: Mapping[str, str] | None = None) -> None:
+    def __init__(self, path: str, schemas: Mapping[str, Sequence[str]], *, metadata: Mapping[str, str] | None = None,
+                 append: bool = False) -> None:
         import adios2
         from adios2 import bindings
 
@@ -38,19 +39,21 @@ class CatalogWriter:
         self.path = path
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
-        if os.path.isdir(path):
-            shutil.rmtree(path)  # a catalog is per run; a stale one would be appended to
+        append = append and os.path.isdir(path)
+        if os.path.isdir(path) and not append:
+            shutil.rmtree(path)  # a catalog is per run, unless a resumed run continues it
         self._adios = adios2.Adios()
         self._io = self._adios.declare_io("intransit_catalog")
         self._io.set_engine("BP5")
         self._schemas = {name: tuple(fields) for name, fields in schemas.items()}
         self._vars: dict[str, Any] = {}
-        for name, fields in self._schemas.items():
-            if fields:
-                self._io.define_attribute(f"{name}/fields", list(fields))
-        for key, value in (metadata or {}).items():
-            self._io.define_attribute(f"meta/{key}", str(value))
-        self._engine = self._io.open(path, bindings.Mode.Write)
+        if not append:  # an appended catalog has its attributes already
+            for name, fields in self._schemas.items():
+                if fields:
+                    self._io.define_attribute(f"{name}/fields", list(fields))
+            for key, value in (metadata or {}).items():
+                self._io.define_attribute(f"meta/{key}", str(value))
+        self._engine = self._io.open(path, bindings.Mode.Append if append else bindings.Mode.Write)
         self.steps_written = 0
 
     def _scalar(self, name: str, value: float | int, dtype: type) -> None:

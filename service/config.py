@@ -49,6 +49,9 @@ class OutputConfig:
     catalog: str
     log_level: str = "info"
     metrics: str | None = None
+    checkpoint: str | None = None
+    checkpoint_every: int = 0
+    restore: bool = True
 
 
 @dataclasses.dataclass
@@ -89,6 +92,9 @@ _OUTPUT_KEYS: dict[str, tuple[type, ...]] = {
     "catalog": (str,),
     "log_level": (str,),
     "metrics": (str,),
+    "checkpoint": (str,),
+    "checkpoint_every": (int,),
+    "restore": (bool,),
 }
 _STEERING_KEYS: dict[str, tuple[type, ...]] = {
     "stream": (str,),
@@ -231,7 +237,14 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
         catalog=_resolve(base_dir, o["catalog"]),
         log_level=level,
         metrics=_resolve(base_dir, o["metrics"]) if "metrics" in o else None,
+        checkpoint=_resolve(base_dir, o["checkpoint"]) if "checkpoint" in o else None,
+        checkpoint_every=int(o.get("checkpoint_every", 0)),
+        restore=bool(o.get("restore", True)),
     )
+    if output.checkpoint_every < 0:
+        raise ConfigError(f"{path} [output]: checkpoint_every must be >= 0 (0 = only at the end), got {output.checkpoint_every}")
+    if output.checkpoint_every and not output.checkpoint:
+        raise ConfigError(f"{path} [output]: checkpoint_every needs checkpoint = <path>")
     steering = _steering(raw["steering"], path, base_dir, analyzers) if "steering" in raw else None
     return JobConfig(path=path, stream=stream, analyzers=analyzers, output=output, steering=steering)
 

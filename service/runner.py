@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 import traceback
 from typing import Any, Callable, Sequence
@@ -22,6 +23,7 @@ import numpy as np
 from intransit.adapters.reader import AdiosStepReader, StepReader, StepStatus, StreamError
 from intransit.analyzers import base as analyzer_base
 from intransit.analyzers.base import Analyzer, StepContext, StepResult
+from intransit.service import checkpoint as job_checkpoint
 from intransit.service.catalog import CatalogWriter
 from intransit.service.comm import sum_allreduce
 from intransit.service.config import AnalyzerConfig, JobConfig
@@ -168,15 +170,42 @@ def run_job(
             error = f"cannot open the steering stream {cfg.steering.stream!r}: {exc}"
         rules = RuleEngine(cfg.steering.rules)
     _collective_ok(comm, error)
-    if rank == 0:
-        schemas = {ac.name: type(a).event_fields for ac, a in zip(cfg.analyzers, pipeline)}
-        meta = {"stream": cfg.stream.name, "ranks": str(size), "job": cfg.path}
-        catalog = CatalogWriter(cfg.output.catalog, schemas, metadata=meta)
 
     allreduce = sum_allreduce(comm)
     step_seconds: list[float] = []
     last_step: int | None = None
     index = 0
+    ckpt_path = cfg.output.checkpoint
+    if rank == 0 and ckpt_path and cfg.output.restore and os.path.exists(ckpt_path):
+        try:
+            state = job_checkpoint.load(ckpt_path)
+            for ac, analyzer in zip(cfg.analyzers, pipeline):
+                if ac.name in state["analyzers"]:
+                    analyzer.load_state_dict(state["analyzers"][ac.name])
+            if rules is not None and state.get("rules"):
+                rules.load_state_dict(state["rules"])
+            index = int(state["index"])
+            summary.extras["restored_from"] = {"path": ckpt_path, "last_step": state["last_step"], "index": index}
+            log.info("resumed from checkpoint %s (last writer step %s, loop index %d)", ckpt_path, state["last_step"], index)
+        except Exception as exc:
+            error = f"cannot restore checkpoint {ckpt_path!r}: {exc}"
+    _collective_ok(comm, error)
+    index = comm.bcast(index, root=0)
+    first_index = index
+    if rank == 0:
+        schemas = {ac.name: type(a).event_fields for ac, a in zip(cfg.analyzers, pipeline)}
+        meta = {"stream": cfg.stream.name, "ranks": str(size), "job": cfg.path}
+        catalog = CatalogWriter(cfg.output.catalog, schemas, metadata=meta, append="restored_from" in summary.extras)
+
+    def save_checkpoint() -> None:
+        if rank == 0 and ckpt_path:
+            job_checkpoint.save(
+                ckpt_path,
+                analyzers={ac.name: a.state_dict() for ac, a in zip(cfg.analyzers, pipeline)},
+                rules=rules.state_dict() if rules is not None else None,
+                last_step=last_step,
+                index=index,
+            )
     t_start = time.perf_counter()
     try:
         while cfg.stream.max_steps == 0 or index < cfg.stream.max_steps:
@@ -244,7 +273,7 @@ def run_job(
                 if results[ac.name] is None:
                     summary.failures[ac.name] = summary.failures.get(ac.name, 0) + 1
             t_done = time.perf_counter()
-            seconds = t_done - t0
+            seconds = t_done - t_wait  # our cost: read + analyze (waiting for the writer is not ours)
             extra: dict[str, float] = {}
             if steering_writer is not None and rules is not None:
                 decision = rules.evaluate(results)
@@ -256,6 +285,7 @@ def run_job(
                     log.info("step %d: rule %r fired → %s %s (seq %d)", step, decision.rule, decision.command,
                              decision.args or "", seq)
             if catalog is not None:
+                extra["wait_seconds"] = t_wait - t0
                 catalog.write_step(step=step, index=index, dropped=dropped, seconds=seconds, results=results, extra=extra)
                 if on_step is not None:
                     on_step(step, index, results)
@@ -271,8 +301,11 @@ def run_job(
             summary.last_step = step
             last_step = step
             index += 1
+            if cfg.output.checkpoint_every and index % cfg.output.checkpoint_every == 0:
+                save_checkpoint()
         else:
             summary.end_reason = f"max_steps {cfg.stream.max_steps} reached"
+        save_checkpoint()
     finally:
         reader.close()
         for analyzer in pipeline:
@@ -283,11 +316,11 @@ def run_job(
             steering_writer.close()
 
     elapsed = time.perf_counter() - t_start
-    summary.steps_analyzed = index
+    summary.steps_analyzed = index - first_index
     if step_seconds:
         summary.step_seconds_mean = float(np.mean(step_seconds))
         summary.step_seconds_p95 = float(np.percentile(step_seconds, 95))
-        summary.steps_per_second = index / elapsed if elapsed > 0 else 0.0
+        summary.steps_per_second = summary.steps_analyzed / elapsed if elapsed > 0 else 0.0
     if rank == 0:
         for ac, analyzer in zip(cfg.analyzers, pipeline):
             describe = getattr(analyzer, "summary", None)

@@ -107,3 +107,44 @@ def test_unknown_variable_is_a_clear_error(tmp_path):
     steps = [(0, {"temperature": ((8, 8), [((0, 0), np.zeros((8, 8)))])})]
     with pytest.raises((StreamError, SetupError), match="variable 'density' is not in the stream; it has: temperature"):
         run(cfg, steps)
+
+
+def test_checkpoint_restores_tracks_and_appends_the_catalog(tmp_path):
+    """A job stopped after 3 steps and restarted on the rest gives the tracks of one uninterrupted run."""
+    def blob_steps(first, last):
+        out = []
+        for s in range(first, last):
+            field = np.zeros((32, 32))
+            field[4 + s, 3:6] = 5.0  # one blob moving down a row per step
+            field[20, 2 + 2 * s: 5 + 2 * s] = 5.0  # one moving right two columns per step
+            out.append((s, {"density": ((32, 32), [((0, 0), field[:16]), ((16, 0), field[16:])])}))
+        return out
+
+    def cfg_for(catalog, ckpt):
+        return config.from_dict({
+            "stream": {"name": "mem", "variables": ["density"], "step_timeout_s": 1},
+            "analyzers": [{"type": "blob_detection", "name": "blobs", "params": {"threshold": 2.0, "min_area": 2}},
+                          {"type": "tracking", "input": "blobs", "params": {"max_distance": 4.0}}],
+            "output": {"catalog": str(catalog), "checkpoint": str(ckpt), "checkpoint_every": 1},
+        })
+
+    whole = run_job(cfg_for(tmp_path / "whole.bp", tmp_path / "whole.ckpt"), SerialComm(),
+                    reader_factory=lambda c, r, s, comm: MemoryStepReader(blob_steps(0, 8)))
+    assert whole.steps_analyzed == 8
+    part_cfg = cfg_for(tmp_path / "part.bp", tmp_path / "part.ckpt")
+    run_job(part_cfg, SerialComm(), reader_factory=lambda c, r, s, comm: MemoryStepReader(blob_steps(0, 3)))
+    resumed = run_job(part_cfg, SerialComm(), reader_factory=lambda c, r, s, comm: MemoryStepReader(blob_steps(3, 8)))
+    assert resumed.extras["restored_from"]["last_step"] == 2
+    assert resumed.steps_analyzed == 5
+    a, b = read_catalog(str(tmp_path / "whole.bp")), read_catalog(str(tmp_path / "part.bp"))
+    assert [r["step"] for r in b.steps] == list(range(8))
+    assert [(e["step"], e["track_id"], e["c0"], e["c1"]) for e in a.events["tracking"]] == \
+           [(e["step"], e["track_id"], e["c0"], e["c1"]) for e in b.events["tracking"]]
+    assert len(b.tracks()) == 2  # the same two tracks, not four
+
+
+def test_checkpoint_config_errors(tmp_path):
+    raw = {"stream": {"name": "m", "variables": ["d"]}, "analyzers": [{"type": "noop"}],
+           "output": {"catalog": "c.bp", "checkpoint_every": 5}}
+    with pytest.raises(config.ConfigError, match="checkpoint_every needs checkpoint"):
+        config.from_dict(raw)
