@@ -64,9 +64,15 @@ class RunSummary:
     step_seconds_mean: float = 0.0
     step_seconds_p95: float = 0.0
     steps_per_second: float = 0.0
+    #: From the end of the first analyzed step to the end of the last (excludes the
+    #: open/rendezvous wait), over steps_analyzed - 1 steps: the steady rate.
+    elapsed_seconds: float = 0.0
+    #: (loop index, resident set size in MB) every 500 steps, on rank 0.
+    rss_mb: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
     catalog: str = ""
     commands: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    steps_analyzed_steady: int = 0
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -74,6 +80,16 @@ class RunSummary:
 
 
 ReaderFactory = Callable[[JobConfig, int, int, Any], StepReader]
+
+
+def _rss_mb() -> float:
+    """Current resident set size (Linux /proc), for the flat-memory check."""
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 2)
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def default_reader(cfg: JobConfig, rank: int, size: int, comm: Any) -> StepReader:
@@ -207,6 +223,8 @@ def run_job(
                 index=index,
             )
     t_start = time.perf_counter()
+    t_first_done: float | None = None
+    t_last_done = 0.0
     try:
         while cfg.stream.max_steps == 0 or index < cfg.stream.max_steps:
             t0 = time.perf_counter()
@@ -296,6 +314,11 @@ def run_job(
             if rank == 0 and (index % 25 == 0 or dropped):
                 log.info("step %d analyzed (index %d)%s", step, index, f", {dropped} dropped before it" if dropped else "")
             step_seconds.append(seconds)
+            if t_first_done is None:
+                t_first_done = t_done
+            t_last_done = t_done
+            if rank == 0 and index % 500 == 0:
+                summary.rss_mb.append((index, _rss_mb()))
             summary.steps_dropped += dropped
             summary.first_step = step if summary.first_step is None else summary.first_step
             summary.last_step = step
@@ -321,6 +344,11 @@ def run_job(
         summary.step_seconds_mean = float(np.mean(step_seconds))
         summary.step_seconds_p95 = float(np.percentile(step_seconds, 95))
         summary.steps_per_second = summary.steps_analyzed / elapsed if elapsed > 0 else 0.0
+    if t_first_done is not None and summary.steps_analyzed > 1:
+        summary.elapsed_seconds = t_last_done - t_first_done
+        summary.steps_analyzed_steady = summary.steps_analyzed - 1
+    if rank == 0:
+        summary.rss_mb.append((index, _rss_mb()))
     if rank == 0:
         for ac, analyzer in zip(cfg.analyzers, pipeline):
             describe = getattr(analyzer, "summary", None)

@@ -1,0 +1,263 @@
+"""Transport benchmark: what intransit costs, in ratios measured side by side in one run.
+
+* ``transport_efficiency`` E = steps/s of ``intransit run`` with the no-op
+  analyzer ÷ steps/s of a bare Python SST reader (begin_step, read into a
+  preallocated buffer, end_step), each reading its own run of the same writer,
+  at 256², 1024², 2048² float64.
+* ``copy_efficiency`` = the bare reader's GB/s ÷ a memcpy probe (numpy copy of
+  the same array size).
+* ``sim_slowdown`` S = median step time of the reference simulation with the
+  analytics (detection + tracking) attached under the keep-pace preset ÷ the
+  same run with no reader, − 1.
+* ``keep_up`` K = analytics steps/s ÷ simulation steps/s for the full pipeline
+  at 512², with ``dropped_fraction``.
+* ``scaling``: analytics throughput for M = 1, 2 ranks replaying one BP5 file.
+* ``memory``: analytics RSS over a long run (flat = no per-step growth).
+
+A GPU section would compare detection on the device with the CPU; there is no
+GPU on this machine, so it reports ``null``. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests import procs  # noqa: E402  (process helpers shared with the integration tests)
+
+PY = sys.executable
+NOOP = '[[analyzers]]\ntype = "noop"\n'
+
+
+# -- roles run as separate processes ----------------------------------------
+def role_writer(stream: str, size: int, steps: int, blocks: int, xml: str) -> None:
+    """Publish ``steps`` steps of a size² float64 field in ``blocks`` row blocks, as fast as allowed."""
+    import adios2
+    from adios2 import bindings
+
+    adios = adios2.Adios(xml)
+    io = adios.declare_io("SimulationOutput")
+    field = np.random.default_rng(0).standard_normal((size, size))
+    rows = np.array_split(np.arange(size), blocks)
+    var = io.define_variable("density", field, [size, size], [0, 0], [len(rows[0]), size])
+    engine = io.open(stream, bindings.Mode.Write)
+    parts = [np.ascontiguousarray(field[r[0]:r[-1] + 1]) for r in rows]
+    for step in range(steps):
+        engine.begin_step()
+        for r, part in zip(rows, parts):
+            part[0, 0] = step
+            var.set_selection([[int(r[0]), 0], [len(r), size]])
+            engine.put(var, part, bindings.Mode.Sync)
+        engine.end_step()
+    engine.close()
+
+
+def role_bare_reader(stream: str) -> None:
+    """The baseline: the least a Python SST reader can do per step. Prints JSON."""
+    import adios2
+    from adios2 import bindings
+
+    adios = adios2.Adios(os.path.join(ROOT, "xml_configs", "analytics.xml"))
+    io = adios.declare_io("SimulationOutput")
+    engine = io.open(stream, bindings.Mode.Read)
+    buf = None
+    n, t_first, nbytes = 0, None, 0
+    while True:
+        status = engine.impl.BeginStep(bindings.StepMode.Read, 60.0)
+        if status != bindings.StepStatus.OK:
+            break
+        var = io.inquire_variable("density")
+        if buf is None:
+            buf = np.empty(var.shape(), dtype=np.float64)
+        var.set_selection([[0, 0], list(buf.shape)])
+        engine.get(var, buf, bindings.Mode.Sync)
+        engine.end_step()
+        if t_first is None:
+            t_first = time.perf_counter()  # rate from the first step on: excludes the rendezvous
+        else:
+            n += 1
+            nbytes += buf.nbytes
+    elapsed = time.perf_counter() - (t_first or time.perf_counter())
+    engine.close()
+    print(json.dumps({"steps": n, "seconds": elapsed}))
+
+
+# -- helpers ------------------------------------------------------------------
+def run_writer(folder: str, stream: str, size: int, steps: int, readers: int, blocks: int = 4) -> subprocess.Popen:
+    xml = procs.sim_xml(folder, readers=readers, queue=2, policy="Block")
+    return procs.start([PY, __file__, "--role", "writer", stream, str(size), str(steps), str(blocks), xml],
+                       folder, f"writer_{os.path.basename(stream)}.log")
+
+
+def bare_rate(folder: str, size: int, steps: int) -> float:
+    stream = os.path.join(folder, f"bare{size}")
+    reader = subprocess.Popen([PY, __file__, "--role", "bare", stream], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    writer = run_writer(folder, stream, size, steps, readers=1)
+    out, err = reader.communicate(timeout=600)
+    if reader.returncode:
+        raise RuntimeError(f"bare reader failed: {err[-2000:]}")
+    procs.wait(writer, 60)
+    r = json.loads(out.strip().splitlines()[-1])
+    return r["steps"] / r["seconds"]
+
+
+def job_summary(folder: str, tag: str, stream: str, analyzers: str, ranks: int = 1, engine: str | None = None) -> dict:
+    job = procs.write_job(folder, stream, name=f"job_{tag}.toml", catalog=os.path.join(folder, f"cat_{tag}.bp"),
+                          analyzers=analyzers, engine=engine, step_timeout_s=120, open_timeout_s=60)
+    summary = os.path.join(folder, f"summary_{tag}.json")
+    proc = procs.start_analytics(folder, job, ranks, "--summary-json", summary, log_name=f"analytics_{tag}.log")
+    return {"proc": proc, "summary": summary}
+
+
+def finish(job: dict, timeout: float = 600) -> dict:
+    rc = procs.wait(job["proc"], timeout)
+    if rc != 0:
+        raise RuntimeError(f"analytics failed (exit {rc}); see {job['summary']}")
+    with open(job["summary"]) as fh:
+        return json.load(fh)
+
+
+def intransit_rate(folder: str, size: int, steps: int) -> float:
+    stream = os.path.join(folder, f"job{size}")
+    job = job_summary(folder, f"noop{size}", stream, NOOP)
+    writer = run_writer(folder, stream, size, steps, readers=1)
+    s = finish(job)
+    procs.wait(writer, 60)
+    return s["steps_analyzed_steady"] / s["elapsed_seconds"]
+
+
+def memcpy_gbps(size: int) -> float:
+    src = np.random.default_rng(1).standard_normal((size, size))
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(20):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return src.nbytes / best / 1e9
+
+
+DETECT_TRACK = """
+[[analyzers]]
+type = "blob_detection"
+name = "blobs"
+params = { threshold = 3.0, min_area = 4, periodic = [true, false] }
+
+[[analyzers]]
+type = "tracking"
+input = "blobs"
+params = { max_distance = 8.0, periodic = [true, false] }
+"""
+
+
+def sim_step_ms(folder: str, tag: str, size: int, steps: int, attach: bool) -> tuple[list[float], dict | None]:
+    """Per-step wall times of the reference simulation (keep-pace), with or without analytics."""
+    stream = os.path.join(folder, f"sim_{tag}")
+    xml = procs.sim_xml(folder, readers=0, queue=3, policy="Discard")
+    job = job_summary(folder, tag, stream, DETECT_TRACK) if attach else None
+    if job:
+        time.sleep(1.0)  # let the analytics start looking for the stream
+    timing = os.path.join(folder, f"timing_{tag}.csv")
+    sim = procs.start_sim(folder, stream, xml, "--size", str(size), "--steps", str(steps), "--blobs", "6",
+                          "--timing-csv", timing, log_name=f"sim_{tag}.log")
+    rc = procs.wait(sim, 900)
+    if rc != 0:
+        raise RuntimeError(procs.read_log(folder, f"sim_{tag}.log")[-2000:])
+    summary = finish(job) if job else None
+    procs.remove_contact_files(folder)
+    with open(timing) as fh:
+        times = [float(r["step_ms"]) for r in csv.DictReader(fh)]
+    return times, summary
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer steps and sizes: under a minute")
+    p.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.role:
+        if a.role[0] == "writer":
+            role_writer(a.role[1], int(a.role[2]), int(a.role[3]), int(a.role[4]), a.role[5])
+        else:
+            role_bare_reader(a.role[1])
+        return 0
+
+    sizes = {256: 300, 1024: 60} if a.quick else {256: 1500, 1024: 300, 2048: 80}
+    out: dict = {"machine": f"{os.cpu_count()} cores", "sizes": {}}
+    with tempfile.TemporaryDirectory(prefix="transport_") as folder:
+        for size, steps in sizes.items():
+            bare = bare_rate(folder, size, steps)
+            ours = intransit_rate(folder, size, steps)
+            gbs = bare * size * size * 8 / 1e9
+            out["sizes"][str(size)] = {
+                "bare_steps_per_s": round(bare, 1), "intransit_steps_per_s": round(ours, 1),
+                "transport_efficiency": round(ours / bare, 3),
+                "bare_gb_per_s": round(gbs, 3), "memcpy_gb_per_s": round(memcpy_gbps(size), 3),
+                "copy_efficiency": round(gbs / memcpy_gbps(size), 3),
+            }
+            print(f"{size}²: bare {bare:.1f} steps/s, intransit {ours:.1f} steps/s → E = {ours / bare:.3f}", flush=True)
+        out["transport_efficiency"] = min(v["transport_efficiency"] for v in out["sizes"].values())
+        out["copy_efficiency"] = min(v["copy_efficiency"] for v in out["sizes"].values())
+
+        sim_steps = 120 if a.quick else 400
+        alone, _ = sim_step_ms(folder, "alone", 256, sim_steps, attach=False)
+        attached, _ = sim_step_ms(folder, "attached", 256, sim_steps, attach=True)
+        out["sim_slowdown"] = round(statistics.median(attached) / statistics.median(alone) - 1, 4)
+        out["sim_step_ms_median"] = {"alone": round(statistics.median(alone), 3),
+                                     "attached": round(statistics.median(attached), 3)}
+        print(f"simulation 256² median step: alone {statistics.median(alone):.2f} ms, attached "
+              f"{statistics.median(attached):.2f} ms → S = {out['sim_slowdown']:+.3f}", flush=True)
+
+        ku_size = 512
+        ku_times, ku = sim_step_ms(folder, "keepup", ku_size, 60 if a.quick else 300, attach=True)
+        sim_rate = 1000.0 / statistics.mean(ku_times)
+        analyzed, dropped = ku["steps_analyzed"], ku["steps_dropped"]
+        an_rate = ku["steps_analyzed_steady"] / ku["elapsed_seconds"]
+        out["keep_up"] = round(an_rate / sim_rate, 3)
+        out["dropped_fraction"] = round(dropped / (analyzed + dropped), 4) if analyzed + dropped else 0.0
+        out["keep_up_detail"] = {"size": ku_size, "sim_steps_per_s": round(sim_rate, 2),
+                                 "analytics_steps_per_s": round(an_rate, 2), "analytics_step_ms_mean":
+                                 round(ku["step_seconds_mean"] * 1e3, 3)}
+        print(f"keep-up at {ku_size}²: analytics {an_rate:.1f} steps/s vs simulation {sim_rate:.1f} → K = "
+              f"{out['keep_up']}, dropped {out['dropped_fraction']:.1%}", flush=True)
+
+        bp = os.path.join(folder, "replay.bp")
+        sim = procs.start_sim(folder, bp, procs.sim_xml(folder, engine="BP5"), "--size", "512", "--steps",
+                              "40" if a.quick else "120", "--blocks", "4", log_name="sim_bp5.log")
+        procs.wait(sim, 600)
+        out["scaling"] = {}
+        for m in (1, 2):
+            s = finish(job_summary(folder, f"scale{m}", bp, DETECT_TRACK, ranks=m, engine="BP5"))
+            out["scaling"][str(m)] = round(s["steps_analyzed_steady"] / s["elapsed_seconds"], 2)
+        print(f"scaling (512², detection + tracking, BP5 replay): {out['scaling']} steps/s for M = 1, 2", flush=True)
+
+        mem_steps = 2000 if a.quick else 10000
+        stream = os.path.join(folder, "mem")
+        job = job_summary(folder, "mem", stream, DETECT_TRACK)
+        writer = run_writer(folder, stream, 64, mem_steps, readers=1, blocks=2)
+        s = finish(job)
+        procs.wait(writer, 120)
+        rss = s["rss_mb"]
+        out["memory"] = {"steps": mem_steps, "rss_mb_samples": rss,
+                         "rss_growth_mb": round(rss[-1][1] - rss[1][1], 2) if len(rss) > 2 else None}
+        print(f"memory over {mem_steps} steps: RSS samples (index, MB) {rss[:2]} … {rss[-1:]}", flush=True)
+    out["gpu"] = None
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
