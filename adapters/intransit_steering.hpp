@@ -1,7 +1,8 @@
 // intransit_steering.hpp -- the simulation's end of the intransit steering stream (C++17, header only).
 //
 // Mirrors intransit.adapters.steering.SteeringClient (Python).  The analytics write one ADIOS2
-// step per analyzed simulation step on IO "Steering" (engine SST, DataTransport WAN):
+// step per analyzed simulation step on IO "Steering" -- by default a BP5 file read as a stream
+// (the simulation's open and polls never wait on the analytics), SST through an XML:
 //
 //   seq           int64    sequence number 1, 2, 3, ... (applied at most once, in order)
 //   answers_step  int64    the simulation step this record answers
@@ -21,12 +22,13 @@
 //   for (step ...) { ...; engine.EndStep(); steer.poll(step); if (stopRequested) break; }
 //
 // Guarantees (the same as the Python client):
-//  * poll() never waits for the analytics: it opens the stream only when <stream>.sst exists
-//    (a contact file whose mtime/size already failed once is not retried), with
-//    OpenTimeoutSecs = max(1, ceil(timeoutMs / 1000)), then drains the records that have
-//    arrived with BeginStep(Read, 0) until NotReady.  EndOfStream: steering is over, the
-//    simulation goes on (the stream is not reopened).
-//  * The SST Open itself runs on a helper thread: an SST writer answers a reader's
+//  * poll() never waits for the analytics: it opens the stream only when the writer's file
+//    exists (BP5: <stream>/md.idx; SST: the contact file <stream>.sst, and a contact file
+//    whose mtime/size already failed once is not retried), with OpenTimeoutSecs =
+//    max(1, ceil(timeoutMs / 1000)), then drains the records that have arrived with
+//    BeginStep(Read, 0) until NotReady, or until timeoutMs has passed (the rest waits for the
+//    next poll).  EndOfStream: steering is over, the simulation goes on (no reopening).
+//  * The Open itself runs on a helper thread: an SST writer answers a reader's
 //    registration only inside its own API calls (Open/BeginStep/EndStep/Put), so a reader's
 //    Open blocks until the analytics next write a record -- forever if they stall, or if a
 //    stale contact file names an address that never answers.  poll() only looks whether that
@@ -37,6 +39,9 @@
 //    an undeclared parameter, a non-finite, non-integral (int64) or out-of-range value, a
 //    malformed record (seq, answers_step or command missing; set without set_name/set_value)
 //    is rejected and logged to stderr, never applied.
+//  * A record answering a step the simulation has not reached yet (answers_step > the step
+//    given to poll) is rejected: a stale steering stream left by another run must not steer
+//    this one.
 //  * Each sequence number is consumed once: a record whose seq <= the last one seen is counted
 //    as replayed and ignored.  A well-formed record consumes its seq even when rejected.
 //  * ADIOS2 errors on the steering stream are logged and end steering; they are never thrown
@@ -44,7 +49,7 @@
 //
 // If the ADIOS2 XML of the simulation defines an IO named "Steering" (or the name given), or the
 // simulation declared that IO itself before constructing the client, its engine and parameters
-// are used; otherwise SST with DataTransport=WAN.
+// are used (SST gets DataTransport=WAN unless set); otherwise BP5, like the Python client.
 #pragma once
 
 #include <adios2.h>
@@ -142,7 +147,7 @@ public:
         Setup(ioName, engine, params);
     }
 
-    /// Own everything: SST with DataTransport=WAN, or the IO `ioName` of `xmlPath` when given.
+    /// Own everything: BP5, or the IO `ioName` of `xmlPath` when given (e.g. SST).
     explicit SteeringClient(std::string stream, int timeoutMs = 50,
                             const std::string &ioName = DefaultIO, const std::string &xmlPath = "")
     : m_Stream(std::move(stream)), m_TimeoutMs(timeoutMs < 0 ? 0 : timeoutMs)
@@ -227,6 +232,7 @@ public:
         using clock = std::chrono::steady_clock;
         const auto deadline =
             clock::now() + std::chrono::milliseconds(std::max(m_TimeoutMs, std::max(waitMs, 0)));
+        m_CurrentStep = std::max(m_CurrentStep, step);
         std::vector<Command> applied;
         if (!m_Engine && !m_Stats.ended)
         {
@@ -266,6 +272,10 @@ public:
                 if (auto cmd = Apply(rec))
                 {
                     applied.push_back(*cmd);
+                }
+                if (waitMs <= 0 && clock::now() > deadline)
+                {
+                    break; // the rest waits for the next poll: the bound holds
                 }
                 continue;
             }
@@ -406,7 +416,8 @@ private:
     adios2::Engine m_Engine;
     std::shared_ptr<OpenState> m_Opening;
     std::pair<int64_t, int64_t> m_OpeningContact{0, 0};
-    bool m_IsSst = true;
+    bool m_IsSst = false;
+    int64_t m_CurrentStep = -1;
     bool m_HaveFailedContact = false;
     std::pair<int64_t, int64_t> m_FailedContact{0, 0}; // (mtime ns, size)
     std::map<std::string, CommandCallback> m_Callbacks{{"continue", [](const Command &) {}}};
@@ -459,22 +470,18 @@ private:
     {
         m_Adios = std::make_shared<adios2::ADIOS>();
         m_IO = m_Adios->DeclareIO(ioName);
-        if (engineType.empty())
-        {
-            m_IO.SetEngine("SST");
-            m_IO.SetParameter("DataTransport", "WAN");
-        }
-        else
-        {
-            m_IO.SetEngine(engineType);
-            m_IO.SetParameters(params);
-        }
+        m_IO.SetEngine(engineType.empty() ? std::string("BP5") : engineType);
+        m_IO.SetParameters(params);
         std::string engine = m_IO.EngineType();
         for (auto &ch : engine)
         {
             ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         }
         m_IsSst = engine == "sst";
+        if (m_IsSst && params.count("DataTransport") == 0)
+        {
+            m_IO.SetParameter("DataTransport", "WAN");
+        }
         const int openSecs = std::max(1, (m_TimeoutMs + 999) / 1000);
         m_IO.SetParameter("OpenTimeoutSecs", std::to_string(openSecs));
     }
@@ -486,20 +493,19 @@ private:
             CheckOpening();
             return;
         }
-        std::pair<int64_t, int64_t> key{0, 0};
-        if (m_IsSst)
+        // Open only once the writer's file exists, so opening never waits for it.
+        const std::string contact = m_IsSst ? m_Stream + ".sst" : m_Stream + "/md.idx";
+        struct stat st;
+        if (::stat(contact.c_str(), &st) != 0)
         {
-            struct stat st;
-            if (::stat((m_Stream + ".sst").c_str(), &st) != 0)
-            {
-                return; // the analytics have not started (or have finished): go on
-            }
-            key = {static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec,
-                   static_cast<int64_t>(st.st_size)};
-            if (m_HaveFailedContact && key == m_FailedContact)
-            {
-                return; // the same stale contact file that failed before
-            }
+            return; // the analytics have not started (or have finished): go on
+        }
+        const std::pair<int64_t, int64_t> key{
+            static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec,
+            static_cast<int64_t>(st.st_size)};
+        if (m_IsSst && m_HaveFailedContact && key == m_FailedContact)
+        {
+            return; // the same stale contact file that failed before
         }
         auto state = std::make_shared<OpenState>();
         m_Opening = state;
@@ -574,15 +580,8 @@ private:
             Log("connected to '" + m_Stream + "'");
             return true;
         }
-        if (m_IsSst)
-        {
-            m_HaveFailedContact = true;
-            m_FailedContact = m_OpeningContact;
-        }
-        else
-        {
-            m_Stats.ended = true; // a file that cannot be opened will not improve
-        }
+        m_HaveFailedContact = true;
+        m_FailedContact = m_OpeningContact;
         Log("could not attach to '" + m_Stream + "' (" + FirstLine(error) +
             "); the simulation goes on without steering");
         return true;
@@ -718,6 +717,15 @@ private:
         cmd.set_name = r.set_name.value_or("");
         cmd.set_value = r.set_value.value_or(std::numeric_limits<double>::quiet_NaN());
 
+        if (cmd.answers_step > m_CurrentStep)
+        {
+            Reject(r,
+                   "answers step " + std::to_string(cmd.answers_step) +
+                       ", which this simulation has not reached (it is at " +
+                       std::to_string(m_CurrentStep) + "): a stale steering stream from another run?",
+                   &cmd);
+            return std::nullopt;
+        }
         if (cmd.seq <= m_Stats.last_seq)
         {
             ++m_Stats.replayed;

@@ -29,8 +29,8 @@
 // with SetSelection), dt (double: the time step in effect from this step on), time (double),
 // step (int64).
 //
-// Steering (--steering STREAM): stop (end cleanly after the current step, exit 0), checkpoint
-// (BP5 file heat_checkpoint_<step>.bp in --checkpoint-dir with temperature, step, time, dt),
+// Steering (--steering STREAM; --steering-xml for an SST reverse stream): stop (end cleanly after the current step, exit 0), checkpoint
+// (BP5 file checkpoint_<step, 6 digits>.bp in --checkpoint-dir with temperature, step, time, dt),
 // set dt in [1e-4, 0.5], set sleep_ms (int64) in [0, 10000].  Anything else is rejected.
 //
 // Last line on stdout:
@@ -101,6 +101,7 @@ struct Args
     int blocks = 1;
     std::string truth; // "" = default beside the output; "none" = off
     std::string steering;
+    std::string steeringXml;
     int steeringTimeoutMs = 50;
     std::string checkpointDir;
     int sleepMs = 0;
@@ -110,7 +111,8 @@ struct Args
 const char *kUsage =
     "usage: heat_sim --xml FILE [--io NAME] [--stream NAME] [--size N] [--steps N] [--seed N]\n"
     "                [--spots N] [--blocks N] [--dt DT] [--truth PATH|none]\n"
-    "                [--steering STREAM] [--steering-timeout-ms MS] [--checkpoint-dir DIR]\n"
+    "                [--steering STREAM] [--steering-xml FILE] [--steering-timeout-ms MS]\n"
+    "                [--checkpoint-dir DIR]\n"
     "                [--sleep-ms MS]\n"
     "  --xml FILE              ADIOS2 XML config; the IO is opened by name from it (required)\n"
     "  --io NAME               IO name in the XML (default SimulationOutput)\n"
@@ -124,6 +126,8 @@ const char *kUsage =
     "  --dt DT                 initial time step, in [1e-4, 0.5] (default 0.1)\n"
     "  --truth PATH|none       ground-truth CSV (default: <stream without .bp>_truth.csv)\n"
     "  --steering STREAM       poll this intransit steering stream once per step\n"
+    "  --steering-xml FILE     ADIOS2 XML with the IO 'Steering' (e.g. SST); default: that IO\n"
+    "                          in --xml if it defines one, else a BP5 file stream\n"
     "  --steering-timeout-ms MS  bound on one steering poll (default 50)\n"
     "  --checkpoint-dir DIR    where checkpoint commands write (default: the stream's folder)\n"
     "  --sleep-ms MS           sleep this long after each step (pacing; default 0)\n";
@@ -237,6 +241,8 @@ Args ParseArgs(int argc, char **argv)
             a.truth = val;
         else if (flag == "--steering")
             a.steering = val;
+        else if (flag == "--steering-xml")
+            a.steeringXml = val;
         else if (flag == "--steering-timeout-ms")
             a.steeringTimeoutMs = static_cast<int>(ParseInt(flag, val, 0, 600000));
         else if (flag == "--checkpoint-dir")
@@ -254,6 +260,10 @@ Args ParseArgs(int argc, char **argv)
         throw UsageError("--stream: empty name");
     if (a.steering.empty() == false && a.steering == a.stream)
         throw UsageError("--steering must differ from --stream");
+    if (!a.steeringXml.empty() && !FileExists(a.steeringXml))
+        throw UsageError("--steering-xml " + a.steeringXml + ": no such file");
+    if (!a.steeringXml.empty() && a.steering.empty())
+        throw UsageError("--steering-xml needs --steering STREAM");
     if (a.spots > 0)
     {
         const double w = std::max(2.5, a.size / 40.0);
@@ -533,7 +543,9 @@ int Run(const Args &a)
     intransit::Command stopCmd;
     int currentStep = -1;
     auto checkpoint = [&](const intransit::Command &c) {
-        const std::string path = a.checkpointDir + "/heat_checkpoint_" + std::to_string(currentStep) + ".bp";
+        char name[64];
+        std::snprintf(name, sizeof name, "/checkpoint_%06d.bp", currentStep);
+        const std::string path = a.checkpointDir + name;
         adios2::IO cio = adios->DeclareIO("Checkpoint_" + std::to_string(c.seq));
         cio.SetEngine("BP5");
         auto cT = cio.DefineVariable<double>("temperature", {std::size_t(n), std::size_t(n)}, {0, 0},
@@ -558,7 +570,10 @@ int Run(const Args &a)
     std::optional<intransit::SteeringClient> steer;
     if (!a.steering.empty())
     {
-        steer.emplace(*adios, a.steering, a.steeringTimeoutMs);
+        if (a.steeringXml.empty())
+            steer.emplace(*adios, a.steering, a.steeringTimeoutMs);
+        else
+            steer.emplace(a.steering, a.steeringTimeoutMs, intransit::SteeringClient::DefaultIO, a.steeringXml);
         steer->onStop([&](const intransit::Command &c) {
             stopRequested = true;
             stopCmd = c;
