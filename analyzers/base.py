@@ -109,6 +109,15 @@ class Analyzer(abc.ABC):
     def combine(self, partials: Sequence[Any], ctx: StepContext) -> StepResult:
         """Run on rank 0 with every rank's partial (ordered by rank)."""
 
+    #: For the shared contract tests: the type of an analyzer whose result feeds
+    #: this one (analyzers with ``needs_input``).
+    example_input: ClassVar[str | None] = None
+
+    @classmethod
+    def example_params(cls) -> dict[str, Any]:
+        """Parameters the shared contract tests construct this analyzer with. Default: none."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """State that must survive a restart (tracks, model weights). Default: none."""
         return {}
