@@ -60,8 +60,9 @@ def parse_blocks_info(raw: Iterable[Mapping[str, str]]) -> list[BlockInfo]:
     return blocks
 
 
-def _split(piece: Piece) -> tuple[Piece, Piece]:
-    axis = max(range(len(piece.count)), key=lambda k: (piece.count[k], -k))
+def _split(piece: Piece, axes: Sequence[int] | None = None) -> tuple[Piece, Piece]:
+    axes = list(range(len(piece.count))) if axes is None else list(axes)
+    axis = max(axes, key=lambda k: (piece.count[k], -k))
     n = piece.count[axis]
     left = n // 2
     start_b = list(piece.start)
@@ -76,8 +77,40 @@ def _split(piece: Piece) -> tuple[Piece, Piece]:
     )
 
 
-def assign_pieces(blocks: Sequence[BlockInfo], n_ranks: int) -> list[list[Piece]]:
+def bands(blocks: Sequence[BlockInfo], whole_axes: Sequence[int]) -> list[BlockInfo]:
+    """Merge blocks into bands that span the full extent of ``whole_axes``.
+
+    Blocks that share their start and count on every other axis form one
+    band (the box they tile).  Raises when the writer's blocks cannot be cut
+    that way (e.g. staggered time cuts), naming the axes.
+    """
+    if not whole_axes or not blocks:
+        return list(blocks)
+    ndim = len(blocks[0].start)
+    others = [k for k in range(ndim) if k not in whole_axes]
+    shape = global_shape_of(blocks)
+    groups: dict[tuple, list[BlockInfo]] = {}
+    for b in blocks:
+        groups.setdefault(tuple((b.start[k], b.count[k]) for k in others), []).append(b)
+    out = []
+    for key, members in sorted(groups.items()):
+        start = [0] * ndim
+        count = list(shape)
+        for k, (s0, c0) in zip(others, key):
+            start[k], count[k] = s0, c0
+        band = BlockInfo(min(m.block_id for m in members), tuple(start), tuple(count))
+        if sum(m.size for m in members) != band.size:
+            raise ValueError(f"the writer's blocks cannot be grouped into bands spanning axes {tuple(whole_axes)} "
+                             f"(group {key} covers {sum(m.size for m in members)} of {band.size} cells)")
+        out.append(band)
+    return out
+
+
+def assign_pieces(blocks: Sequence[BlockInfo], n_ranks: int, whole_axes: Sequence[int] = ()) -> list[list[Piece]]:
     """Balanced, deterministic assignment of blocks (or sub-boxes) to ``n_ranks`` ranks.
+
+    With ``whole_axes`` the blocks are first merged into bands spanning those
+    axes, and a band is split (when ranks outnumber bands) along other axes only.
 
     Pieces are ordered by their start (C order) and cut into ``n_ranks``
     contiguous runs of nearly equal size.  Contiguity matters for speed: a
@@ -87,14 +120,17 @@ def assign_pieces(blocks: Sequence[BlockInfo], n_ranks: int) -> list[list[Piece]
     """
     if n_ranks < 1:
         raise ValueError(f"n_ranks must be >= 1, got {n_ranks}")
-    pieces = [Piece(b.block_id, b.start, b.count, True) for b in blocks if b.size > 0]
+    merged = bands(blocks, whole_axes)
+    whole = bool(whole_axes)
+    pieces = [Piece(b.block_id, b.start, b.count, not whole or b in blocks) for b in merged if b.size > 0]
     # Split the largest pieces until every rank can get one (when possible).
     while 0 < len(pieces) < n_ranks:
         pieces.sort(key=lambda p: (-p.size, p.block_id, p.start))
         biggest = pieces[0]
-        if max(biggest.count) < 2:
+        splittable = [k for k in range(len(biggest.count)) if k not in whole_axes and biggest.count[k] >= 2]
+        if not splittable:
             break
-        pieces[0:1] = list(_split(biggest))
+        pieces[0:1] = list(_split(biggest, splittable))
     pieces.sort(key=lambda p: (p.start, p.block_id))
     total = sum(p.size for p in pieces)
     out: list[list[Piece]] = [[] for _ in range(n_ranks)]

@@ -21,7 +21,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from intransit.adapters.blocks import BlockInfo, Piece, assign_pieces, global_shape_of, merged_box, parse_blocks_info
-from intransit.adapters.cohort import reader_communicator
+from intransit.adapters.cohort import open_failure_hint, reader_communicator, transport_problem
 from intransit.analyzers.base import Block
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class StepReader(Protocol):
     def begin_step(self, timeout_s: float) -> StepStatus: ...
     def current_step(self) -> int: ...
     def variable_names(self) -> list[str]: ...
-    def read(self, variable: str) -> tuple[tuple[int, ...], list[Block]]: ...
+    def read(self, variable: str, whole_axes: tuple[int, ...] = ()) -> tuple[tuple[int, ...], list[Block]]: ...
     def end_step(self) -> None: ...
     def close(self) -> None: ...
 
@@ -112,6 +112,9 @@ class AdiosStepReader:
         self.engine_type = self._io.engine_type() or "BP5"
         if self.engine_type.upper() == "SST":
             self._io.set_parameter("OpenTimeoutSecs", str(max(1, int(round(open_timeout_s)))))
+            problem = transport_problem(_parameter(self._io, "DataTransport"))
+            if problem:
+                raise StreamError(f"cannot read SST stream {stream!r}: {problem}")
         elif not os.path.exists(stream):
             raise StreamError(
                 f"no {self.engine_type} file or directory {stream!r} to replay; give the path the simulation wrote"
@@ -119,6 +122,9 @@ class AdiosStepReader:
         try:
             self._engine = self._io.open(stream, bindings.Mode.Read)
         except RuntimeError as exc:
+            hint = open_failure_hint(str(exc))
+            if hint:
+                raise StreamError(f"cannot read {self.engine_type} stream {stream!r}: {hint}") from exc
             if self.engine_type.upper() == "SST":
                 raise StreamError(
                     f"no live SST writer for stream {stream!r} within {open_timeout_s:g} s "
@@ -126,7 +132,8 @@ class AdiosStepReader:
                     f"from a directory where that path resolves?)"
                 ) from exc
             raise StreamError(f"cannot open {self.engine_type} stream {stream!r}: {_first_line(exc)}") from exc
-        log.debug("rank %d opened %s stream %r", rank, self.engine_type, stream)
+        log.debug("rank %d opened %s stream %r%s", rank, self.engine_type, stream,
+                  f" as one reader cohort of {n_ranks} ranks" if cohort is not None else "")
 
     def begin_step(self, timeout_s: float) -> StepStatus:
         status = self._engine.impl.BeginStep(self._bindings.StepMode.Read, float(timeout_s))
@@ -144,11 +151,11 @@ class AdiosStepReader:
     def variable_names(self) -> list[str]:
         return sorted(self._io.available_variables())
 
-    def _layout(self, variable: str) -> _Layout:
+    def _layout(self, variable: str, whole_axes: tuple[int, ...] = ()) -> _Layout:
         raw = self._engine.blocks_info(variable, self.current_step())
         # The layout is re-derived only when the writer's blocks change; the
         # per-step check compares ADIOS2's own strings, without parsing them.
-        raw_key = tuple((b["BlockID"], b["Start"], b["Count"]) for b in raw)
+        raw_key = (whole_axes, tuple((b["BlockID"], b["Start"], b["Count"]) for b in raw))
         layout = self._layouts.get(variable)
         if layout is not None and layout.key[0] == raw_key:
             return layout
@@ -158,7 +165,10 @@ class AdiosStepReader:
         if dtype is None:
             raise StreamError(f"variable {variable!r} has type {var.type()!r}; analyzable types: {', '.join(ADIOS_DTYPES)}")
         shape = tuple(int(x) for x in var.shape()) or global_shape_of(blocks)
-        pieces = assign_pieces(blocks, self.n_ranks)[self.rank]
+        try:
+            pieces = assign_pieces(blocks, self.n_ranks, whole_axes)[self.rank]
+        except ValueError as exc:
+            raise StreamError(f"variable {variable!r}: {exc}") from None
         box = merged_box(pieces)
         if box is not None:
             # One read of the box my pieces tile: faster than one read per block.
@@ -169,7 +179,7 @@ class AdiosStepReader:
         log.debug("rank %d: %s layout %s, my pieces %s", self.rank, variable, shape, describe_pieces(pieces))
         return layout
 
-    def read(self, variable: str) -> tuple[tuple[int, ...], list[Block]]:
+    def read(self, variable: str, whole_axes: tuple[int, ...] = ()) -> tuple[tuple[int, ...], list[Block]]:
         """This rank's pieces of ``variable`` at the current step, in reused buffers."""
         var = self._io.inquire_variable(variable)
         if var is None:
@@ -177,7 +187,7 @@ class AdiosStepReader:
                 f"variable {variable!r} is not in stream {self.stream!r} at step {self.current_step()}; "
                 f"it has: {', '.join(self.variable_names()) or '(no variables)'}"
             )
-        layout = self._layout(variable)
+        layout = self._layout(variable, tuple(whole_axes))
         for piece, buf in zip(layout.pieces, layout.buffers):
             if piece.whole_block:
                 var.set_block_selection(piece.block_id)
@@ -236,19 +246,21 @@ class MemoryStepReader:
         entry = self._steps[self._pos]
         return sorted(entry[1]) if entry else []
 
-    def read(self, variable: str) -> tuple[tuple[int, ...], list[Block]]:
+    def read(self, variable: str, whole_axes: tuple[int, ...] = ()) -> tuple[tuple[int, ...], list[Block]]:
         entry = self._steps[self._pos]
         assert entry is not None
         if variable not in entry[1]:
             raise StreamError(f"variable {variable!r} is not in the stream; it has: {', '.join(sorted(entry[1]))}")
         shape, raw_blocks = entry[1][variable]
         infos = [BlockInfo(i, tuple(start), tuple(arr.shape)) for i, (start, arr) in enumerate(raw_blocks)]
-        mine = assign_pieces(infos, self.n_ranks)[self.rank]
+        mine = assign_pieces(infos, self.n_ranks, whole_axes)[self.rank]
+        full = np.zeros(shape, dtype=raw_blocks[0][1].dtype) if raw_blocks else np.zeros(shape)
+        for start, arr in raw_blocks:
+            full[tuple(slice(s, s + c) for s, c in zip(start, arr.shape))] = arr
         out = []
         for p in mine:
-            arr = raw_blocks[p.block_id][1]
-            rel = tuple(slice(s - b, s - b + c) for s, b, c in zip(p.start, infos[p.block_id].start, p.count))
-            out.append(Block(np.array(arr[rel]), p.start, p.count, p.block_id))
+            box = tuple(slice(s, s + c) for s, c in zip(p.start, p.count))
+            out.append(Block(np.array(full[box]), p.start, p.count, p.block_id))
         return tuple(shape), out
 
     def end_step(self) -> None:
@@ -256,6 +268,18 @@ class MemoryStepReader:
 
     def close(self) -> None:
         pass
+
+
+def _parameter(io: Any, key: str) -> str | None:
+    """An engine parameter set on ``io`` (XML or code), matched case-insensitively; None if unset."""
+    try:
+        params = dict(io.parameters())
+    except Exception:  # an ADIOS2 without parameters(): nothing to check
+        return None
+    for name, value in params.items():
+        if name.lower() == key.lower():
+            return str(value)
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

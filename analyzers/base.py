@@ -109,6 +109,10 @@ class Analyzer(abc.ABC):
     def combine(self, partials: Sequence[Any], ctx: StepContext) -> StepResult:
         """Run on rank 0 with every rank's partial (ordered by rank)."""
 
+    #: Array axes along which every rank must hold the whole extent (e.g. the
+    #: time axis of a dynamic spectrum, so each rank sees complete channel
+    #: series). The service then hands out bands cut along the other axes only.
+    whole_axes: ClassVar[tuple[int, ...]] = ()
     #: For the shared contract tests: the type of an analyzer whose result feeds
     #: this one (analyzers with ``needs_input``).
     example_input: ClassVar[str | None] = None
@@ -124,6 +128,18 @@ class Analyzer(abc.ABC):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what ``state_dict`` returned. Default: nothing to restore."""
+
+    def local_state_dict(self) -> dict[str, Any]:
+        """Per-rank state (e.g. an overlap buffer of this rank's blocks). Default: none.
+
+        The service gathers it from every rank into the checkpoint and hands
+        each rank its own back on restore (same number of ranks), or an empty
+        dict when the rank count changed.
+        """
+        return {}
+
+    def load_local_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``local_state_dict`` returned on this rank. Default: nothing."""
 
     def close(self) -> None:
         """Called once after the last step. Default: nothing to release."""

@@ -13,18 +13,24 @@ Partial format (``process_blocks`` → ``combine``), plain numpy in dicts::
 
     {"mean": float, "std": float, "ndim": int,
      "blocks": [{"start": (..), "count": (..),
-                 "area": int64[n], "mass": float64[n],       # Σ weight
-                 "wcoord": float64[n, ndim],                 # Σ weight·coord
-                 "peak": float64[n], "peak_value": float64[n],
-                 "lo": int64[n, ndim], "hi": int64[n, ndim], # global, hi exclusive
-                 "anchor": int64[n, ndim],                   # first cell in C order
-                 "faces": [(lo_face | None, hi_face | None) per axis]}]}
+                 "levels": [{                                # one per threshold level, ascending
+                     "area": int64[n], "mass": float64[n],       # Σ weight
+                     "wcoord": float64[n, ndim],                 # Σ weight·coord
+                     "peak": float64[n], "peak_value": float64[n],
+                     "lo": int64[n, ndim], "hi": int64[n, ndim], # global, hi exclusive
+                     "anchor": int64[n, ndim],                   # first cell in C order
+                     "parent": int64[n],                         # row of the enclosing label one level down (-1 at level 0)
+                     "faces": [(lo_face | None, hi_face | None) per axis]}]}]}
 
-where ``n`` is the block's number of labels, label ``i`` (1-based in the face
-arrays) is row ``i - 1`` of the feature arrays, and a face is the int32 label
-layer of the block at its low/high end along that axis (``None`` when empty).
-Weights are the normalised fluctuation ``(x - mean) / std`` of cells above
-the threshold.
+where ``n`` is the block's number of labels at that level, label ``i``
+(1-based in the face arrays) is row ``i - 1`` of the feature arrays, and a
+face is the int32 label layer of the block at its low/high end along that
+axis (``None`` when empty).  Weights are the normalised fluctuation
+``(x - mean) / std`` of cells above the level.  Each level is stitched on its
+own; since a cell above a higher level is above every lower one, each stitched
+object has exactly one parent object one level down, whatever the
+decomposition, and ``combine`` picks objects from that tree (hysteresis and
+splitting, see ``BlobDetector``).
 """
 
 from __future__ import annotations
@@ -85,6 +91,61 @@ def as_numpy(data: Any) -> np.ndarray:
     return np.asarray(data)
 
 
+def moments_to_stats(total: Any) -> tuple[float, float]:
+    """Global mean and standard deviation from allreduced ``(sum, sum of squares, count)``."""
+    s, ss, n = (float(v) for v in np.asarray(total, dtype=np.float64)[:3])
+    mean = s / n if n > 0 else 0.0
+    std = math.sqrt(max(ss / n - mean * mean, 0.0)) if n > 0 else 0.0
+    return mean, std
+
+
+def level_features(
+    labels: np.ndarray, n: int, mask: np.ndarray, z: np.ndarray, data: np.ndarray, start: tuple[int, ...]
+) -> dict[str, Any]:
+    """Additive features of every label of one block at one level, and its face layers."""
+    ndim = labels.ndim
+    count = labels.shape
+    cells = np.nonzero(mask)  # C order, so the first cell of a label is its lexicographic minimum
+    lab = labels[cells]
+    w = z[cells]
+    coords = np.stack([c + s0 for c, s0 in zip(cells, start)], axis=1) if n else np.zeros((0, ndim), np.int64)
+    index = np.arange(1, n + 1)
+    area = np.bincount(lab, minlength=n + 1)[1:].astype(np.int64)
+    mass = np.bincount(lab, weights=w, minlength=n + 1)[1:]
+    axes = range(ndim)
+    if n:
+        wcoord = np.stack([np.bincount(lab, weights=w * coords[:, k], minlength=n + 1)[1:] for k in axes], axis=1)
+        peak = np.asarray(ndimage.maximum(w, lab, index), dtype=np.float64)
+        peak_value = np.asarray(ndimage.maximum(data[cells], lab, index), dtype=np.float64)
+        lo = np.stack([ndimage.minimum(coords[:, k], lab, index) for k in axes], axis=1).astype(np.int64)
+        hi = np.stack([ndimage.maximum(coords[:, k], lab, index) for k in axes], axis=1).astype(np.int64) + 1
+        _, first = np.unique(lab, return_index=True)
+        anchor = coords[first].astype(np.int64)
+    else:
+        wcoord = np.zeros((0, ndim))
+        peak = peak_value = np.zeros(0)
+        lo = hi = anchor = np.zeros((0, ndim), np.int64)
+    faces = []
+    for k in range(ndim):
+        pair = []
+        for end in (0, count[k] - 1):
+            face = np.take(labels, end, axis=k).astype(np.int32)
+            pair.append(face if face.any() else None)
+        faces.append(tuple(pair))
+    return {"area": area, "mass": mass, "wcoord": wcoord, "peak": peak, "peak_value": peak_value,
+            "lo": lo, "hi": hi, "anchor": anchor, "faces": faces}
+
+
+def parents(prev_labels: np.ndarray | None, anchor: np.ndarray, start: tuple[int, ...]) -> np.ndarray:
+    """Row (0-based) of each label's enclosing label one level down, in the same block (-1 at level 0)."""
+    if prev_labels is None:
+        return np.full(len(anchor), -1, np.int64)
+    if len(anchor) == 0:
+        return np.zeros(0, np.int64)
+    local = anchor - np.asarray(start, np.int64)
+    return prev_labels[tuple(local.T)].astype(np.int64) - 1
+
+
 class BlobDetector(Analyzer):
     """Connected regions where the field exceeds ``mean + threshold * std`` (global statistics).
 
@@ -98,6 +159,25 @@ class BlobDetector(Analyzer):
     on itself around a periodic axis (a zonal band) has no unwrapped frame:
     along that axis its centroid is the plain weighted mean and its bbox
     ``[0, L)``.
+
+    Robustness to a turbulent background (all pointwise, so the result stays
+    identical under any decomposition; see ``docs/tracking.md``):
+
+    * ``grow_threshold`` (hysteresis): objects are the connected regions
+      above ``grow_threshold`` that contain a cell above ``threshold`` (the
+      seed).  Background bumps that never reach the seed level are dropped,
+      while a blob keeps its full extent down to the lower level.
+      ``None`` = same as ``threshold`` (plain thresholding).
+    * ``split_levels`` (multi-threshold component tree): extra levels above
+      ``grow_threshold``.  A region that holds two or more significant
+      sub-regions (area >= ``min_area`` and reaching the seed) at a higher
+      level is split into them, recursively, so blobs that touch or cross
+      stay separate objects as long as their peaks are resolved at some level.
+      Each reported object is the largest region that holds exactly one.
+
+    ``backend`` ``"numpy"`` (scipy.ndimage) or ``"torch"`` (labelling and
+    features as torch tensor ops on ``device``: ``"auto"`` = CUDA when
+    available, else CPU); both give the same objects.
     """
 
     event_fields = EVENT_FIELDS
@@ -110,6 +190,10 @@ class BlobDetector(Analyzer):
         min_area: int = 4,
         connectivity: int = 1,
         periodic: list[bool] | None = None,
+        grow_threshold: float | None = None,
+        split_levels: list[float] | None = None,
+        backend: str = "numpy",
+        device: str = "auto",
     ) -> None:
         if not is_real(threshold) or not math.isfinite(threshold) or threshold <= 0:
             raise ValueError(f"threshold must be a finite number > 0 (global standard deviations); got {threshold!r}")
@@ -119,10 +203,31 @@ class BlobDetector(Analyzer):
             raise ValueError(
                 f"connectivity must be 1 (faces), 2 (faces+diagonals) or 3 (3D corners too); got {connectivity!r}"
             )
+        if grow_threshold is None:
+            grow_threshold = threshold
+        if not is_real(grow_threshold) or not math.isfinite(grow_threshold) or not 0 < grow_threshold <= threshold:
+            raise ValueError(
+                f"grow_threshold must be a finite number in (0, threshold={threshold}] or None; got {grow_threshold!r}"
+            )
+        split = [] if split_levels is None else split_levels
+        if (isinstance(split, (str, bytes)) or not hasattr(split, "__iter__")
+                or not all(is_real(v) and math.isfinite(v) and v > grow_threshold for v in split)):
+            raise ValueError(
+                f"split_levels must be a list of finite numbers > grow_threshold={grow_threshold} or None; got {split_levels!r}"
+            )
+        if backend not in ("numpy", "torch"):
+            raise ValueError(f"backend must be 'numpy' or 'torch'; got {backend!r}")
+        if not isinstance(device, str) or not device:
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
         self.threshold = float(threshold)
         self.min_area = int(min_area)
         self.connectivity = int(connectivity)
         self.periodic = validate_periodic(periodic)
+        self.grow_threshold = float(grow_threshold)
+        self.split_levels = sorted(float(v) for v in split)
+        self.levels: list[float] = sorted({self.grow_threshold, self.threshold, *self.split_levels})
+        self.backend = backend
+        self.device = device
 
     # ------------------------------------------------------------------ ranks
     def process_blocks(self, ctx: StepContext) -> dict[str, Any]:
@@ -137,6 +242,10 @@ class BlobDetector(Analyzer):
             raise ValueError(f"blob_detection handles 1D to 3D fields; {ctx.variable!r} has shape {ctx.global_shape}")
         periodic_for(self.periodic, ndim)
 
+        if self.backend == "torch":
+            from intransit.analyzers import blobs_torch  # noqa: PLC0415 (optional dependency)
+
+            return blobs_torch.process_blocks(self, ctx)
         arrays = [as_numpy(b.data) for b in ctx.blocks]
         local = np.zeros(3)
         for a in arrays:
@@ -147,10 +256,7 @@ class BlobDetector(Analyzer):
             local += (f.sum(), np.dot(f, f), f.size)
         # One collective with raw moments: E[x^2] - mean^2 in float64 loses digits only when
         # |mean| / std exceeds ~1e6, far beyond the fields this targets.
-        total = np.asarray(ctx.allreduce(local), dtype=np.float64)
-        s, ss, n = (float(v) for v in total[:3])
-        mean = s / n if n > 0 else 0.0
-        std = math.sqrt(max(ss / n - mean * mean, 0.0)) if n > 0 else 0.0
+        mean, std = moments_to_stats(ctx.allreduce(local))
 
         blocks = []
         if std > 0:
@@ -161,52 +267,28 @@ class BlobDetector(Analyzer):
     def _reduce_block(
         self, block: Block, data: np.ndarray, mean: float, std: float, structure: np.ndarray
     ) -> dict[str, Any]:
-        """Label one block and reduce its labels to additive features (vectorised)."""
-        ndim = data.ndim
+        """Label one block at every level and reduce each label to additive features (vectorised)."""
         start = tuple(int(v) for v in block.start)
         count = tuple(int(v) for v in data.shape)
         z = (data.astype(np.float64, copy=False) - mean) / std
-        with np.errstate(invalid="ignore"):
-            mask = z > self.threshold  # NaN compares False
-        if np.isinf(z).any():
-            mask &= np.isfinite(z)
-        labels, n = ndimage.label(mask, structure=structure)
-        cells = np.nonzero(mask)  # C order, so the first cell of a label is its lexicographic minimum
-        lab = labels[cells]
-        w = z[cells]
-        coords = np.stack([c + s0 for c, s0 in zip(cells, start)], axis=1) if n else np.zeros((0, ndim), np.int64)
-        index = np.arange(1, n + 1)
-
-        area = np.bincount(lab, minlength=n + 1)[1:].astype(np.int64)
-        mass = np.bincount(lab, weights=w, minlength=n + 1)[1:]
-        axes = range(ndim)
-        wcoord = np.stack([np.bincount(lab, weights=w * coords[:, k], minlength=n + 1)[1:] for k in axes], axis=1)
-        if n:
-            peak = np.asarray(ndimage.maximum(w, lab, index), dtype=np.float64)
-            peak_value = np.asarray(ndimage.maximum(data[cells], lab, index), dtype=np.float64)
-            lo = np.stack([ndimage.minimum(coords[:, k], lab, index) for k in axes], axis=1).astype(np.int64)
-            hi = np.stack([ndimage.maximum(coords[:, k], lab, index) for k in axes], axis=1).astype(np.int64) + 1
-            _, first = np.unique(lab, return_index=True)
-            anchor = coords[first].astype(np.int64)
-        else:
-            peak = peak_value = np.zeros(0)
-            lo = hi = anchor = np.zeros((0, ndim), np.int64)
-
-        faces = []
-        for k in range(ndim):
-            pair = []
-            for end in (0, count[k] - 1):
-                face = np.take(labels, end, axis=k).astype(np.int32)
-                pair.append(face if face.any() else None)
-            faces.append(tuple(pair))
-        return {
-            "start": start, "count": count, "area": area, "mass": mass, "wcoord": wcoord,
-            "peak": peak, "peak_value": peak_value, "lo": lo, "hi": hi, "anchor": anchor, "faces": faces,
-        }
+        has_inf = bool(np.isinf(z).any())
+        levels = []
+        prev = None
+        for level in self.levels:
+            with np.errstate(invalid="ignore"):
+                mask = z > level  # NaN compares False
+            if has_inf:
+                mask &= np.isfinite(z)
+            labels, n = ndimage.label(mask, structure=structure)
+            feat = level_features(labels, n, mask, z, data, start)
+            feat["parent"] = parents(prev, feat["anchor"], start)
+            levels.append(feat)
+            prev = labels
+        return {"start": start, "count": count, "levels": levels}
 
     # ------------------------------------------------------------------ rank 0
     def combine(self, partials: Sequence[Any], ctx: StepContext) -> StepResult:
-        """Stitch labels across block faces and periodic seams, merge features, filter, sort."""
+        """Stitch each level across block faces and seams, build the level tree, pick objects, sort."""
         shape = tuple(int(v) for v in ctx.global_shape)
         ndim = len(shape)
         periodic = periodic_for(self.periodic, ndim)
@@ -216,12 +298,74 @@ class BlobDetector(Analyzer):
         mean, std = float(parts[0]["mean"]), float(parts[0]["std"])
         blocks = [b for p in parts for b in p["blocks"]]
         scores = {"mean": mean, "std": std}
+        if not blocks or sum(len(b["levels"][0]["area"]) for b in blocks) == 0:
+            return StepResult(events=[], scores={"n_objects": 0.0, **scores})
 
+        stitched = []
+        for li in range(len(self.levels)):
+            lv = [{**b["levels"][li], "start": b["start"], "count": b["count"]} for b in blocks]
+            stitched.append(self._stitch(lv, shape, periodic))
+        # Object-level parent (level li-1 object) of every level-li object.
+        for li in range(1, len(stitched)):
+            s, up = stitched[li], stitched[li - 1]
+            if s["m"] == 0:
+                s["parent"] = np.zeros(0, np.int64)
+                continue
+            piece_parent = np.concatenate([
+                up["bases"][j] + b["levels"][li]["parent"] for j, b in enumerate(blocks)
+            ]).astype(np.int64)
+            s["parent"] = np.empty(s["m"], np.int64)
+            s["parent"][s["inv"]] = up["inv"][piece_parent]
+        chosen = self._select(stitched)
+
+        keys = [tuple(int(v) for v in stitched[li]["anchor"][o]) for li, o in chosen]
+        order = sorted(range(len(chosen)), key=lambda i: keys[i])
+        events = []
+        for i, c in enumerate(order):
+            li, o = chosen[c]
+            g = stitched[li]
+            ev = {"object": float(i)}
+            for k in range(MAX_NDIM):
+                ev[f"c{k}"] = float(g["centroid"][o, k]) if k < ndim else 0.0
+            ev.update(area=float(g["area"][o]), peak=float(g["peak"][o]), peak_value=float(g["value"][o]),
+                      mass=float(g["mass"][o]))
+            for k in range(MAX_NDIM):
+                ev[f"lo{k}"] = float(g["lo"][o, k]) if k < ndim else 0.0
+            for k in range(MAX_NDIM):
+                ev[f"hi{k}"] = float(g["hi"][o, k]) if k < ndim else 1.0
+            events.append({f: ev[f] for f in EVENT_FIELDS})
+        logger.debug("step %s: %d blocks, %d levels -> %d objects", ctx.step, len(blocks), len(self.levels), len(events))
+        return StepResult(events=events, scores={"n_objects": float(len(events)), **scores})
+
+    def _select(self, stitched: list[dict[str, Any]]) -> list[tuple[int, int]]:
+        """Objects as (level, index): per level-0 region, the largest regions holding exactly one seed branch."""
+        n_lev = len(stitched)
+        sig = [(s["area"] >= self.min_area) & (s["peak"] > self.threshold) for s in stitched]
+        children: list[dict[int, list[int]]] = [{} for _ in range(n_lev)]
+        for li in range(1, n_lev):
+            for c in np.flatnonzero(sig[li]):
+                children[li - 1].setdefault(int(stitched[li]["parent"][c]), []).append(int(c))
+
+        def pick(li: int, o: int) -> list[tuple[int, int]]:
+            kids = children[li].get(o, [])
+            if not kids:
+                return [(li, o)]
+            if len(kids) >= 2:
+                return [x for c in kids for x in pick(li + 1, c)]
+            below = pick(li + 1, kids[0])
+            return below if len(below) >= 2 else [(li, o)]
+
+        return [x for o in np.flatnonzero(sig[0]) for x in pick(0, int(o))]
+
+    def _stitch(
+        self, blocks: list[dict[str, Any]], shape: tuple[int, ...], periodic: tuple[bool, ...]
+    ) -> dict[str, Any]:
+        """Join one level's pieces across faces and seams; exact merged features per object."""
+        ndim = len(shape)
         bases = np.cumsum([0] + [len(b["area"]) for b in blocks])
         total = int(bases[-1])
         if total == 0:
-            return StepResult(events=[], scores={"n_objects": 0.0, **scores})
-
+            return {"m": 0, "bases": bases, "inv": np.zeros(0, np.int64), "area": np.zeros(0), "peak": np.zeros(0)}
         uf = ShiftUnionFind(total, ndim)
         for a, b, delta in self._face_pairs(blocks, bases, shape, periodic):
             uf.union(a, b, delta)
@@ -268,24 +412,8 @@ class BlobDetector(Analyzer):
         first = order[np.r_[True, inv[order][1:] != inv[order][:-1]]]
         g_anchor = np.empty((m, ndim), np.int64)
         g_anchor[inv[first]] = anchor[first]
-
-        keep = np.flatnonzero(g_area >= self.min_area)
-        keep = keep[np.lexsort(tuple(g_anchor[keep, k] for k in reversed(range(ndim))))]
-        events = []
-        for i, g in enumerate(keep):
-            ev = {"object": float(i)}
-            for k in range(MAX_NDIM):
-                ev[f"c{k}"] = float(centroid[g, k]) if k < ndim else 0.0
-            ev.update(area=float(g_area[g]), peak=float(g_peak[g]), peak_value=float(g_value[g]), mass=float(g_mass[g]))
-            for k in range(MAX_NDIM):
-                ev[f"lo{k}"] = float(g_lo[g, k]) if k < ndim else 0.0
-            for k in range(MAX_NDIM):
-                ev[f"hi{k}"] = float(g_hi[g, k]) if k < ndim else 1.0
-            events.append({f: ev[f] for f in EVENT_FIELDS})
-        logger.debug(
-            "step %s: %d pieces in %d blocks -> %d objects, %d after min_area", ctx.step, total, len(blocks), m, len(events)
-        )
-        return StepResult(events=events, scores={"n_objects": float(len(events)), **scores})
+        return {"m": m, "bases": bases, "inv": inv, "area": g_area, "mass": g_mass, "peak": g_peak,
+                "value": g_value, "lo": g_lo, "hi": g_hi, "centroid": centroid, "anchor": g_anchor}
 
     def _face_pairs(
         self, blocks: list[dict[str, Any]], bases: np.ndarray, shape: tuple[int, ...], periodic: tuple[bool, ...]

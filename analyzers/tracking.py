@@ -28,10 +28,12 @@ from intransit.analyzers.blobs import MAX_NDIM, is_real, validate_periodic
 
 logger = logging.getLogger(__name__)
 
-EVENT_FIELDS: tuple[str, ...] = ("track_id", "object", "c0", "c1", "c2", "v0", "v1", "v2", "age", "born")
+EVENT_FIELDS: tuple[str, ...] = (
+    "track_id", "object", "c0", "c1", "c2", "v0", "v1", "v2", "age", "born", "parent0", "parent1",
+)
 
-_TRACK_KEYS = ("track_id", "pos", "vel", "first_step", "last_step", "last_index", "n_obs")
-_STATE_VERSION = 1
+_TRACK_KEYS = ("track_id", "pos", "vel", "first_step", "last_step", "last_index", "n_obs", "occluder")
+_STATE_VERSION = 2
 
 
 class BlobTracker(Analyzer):
@@ -44,11 +46,30 @@ class BlobTracker(Analyzer):
     Tracks that end (die, or are still alive at the end) with fewer than
     ``min_length`` observations are counted as short (score
     ``n_short_deaths`` per step; ``n_short()`` over the whole run).
+
+    Merges and splits (parent/child links), enabled by ``merge_distance`` /
+    ``split_distance`` (cells; ``None`` = off):
+
+    * A track that goes unseen while its last position or its prediction
+      stays within ``merge_distance`` of the same other track's detection is
+      *occluded* by it.  If the two separate again within ``max_gap`` steps
+      (blobs crossing), both IDs simply continue.  If the occluded track dies
+      occluded, the two coalesced: both tracks end and the occluder's
+      detection of this step starts a new track whose ``parent0``/``parent1``
+      are the two (a merge; score ``n_merges``).
+    * A detection no track explains, within ``split_distance`` of a track's
+      detection of this step, is a fragment of it: that track ends and its
+      detection and the fragment start two new tracks, each with ``parent0``
+      = the ended track (a split; score ``n_splits``).
+
+    Event rows carry ``parent0``/``parent1`` (0 = none) on the first row of a
+    track born from a merge or split, so the catalog holds the genealogy.
     """
 
     event_fields = EVENT_FIELDS
     needs_input = True
-    score_names = ("n_active", "n_births", "n_deaths", "n_short_deaths", "n_tracks_total")
+    example_input = "blob_detection"
+    score_names = ("n_active", "n_births", "n_deaths", "n_short_deaths", "n_tracks_total", "n_merges", "n_splits")
 
     def __init__(
         self,
@@ -58,6 +79,8 @@ class BlobTracker(Analyzer):
         min_length: int = 3,
         periodic: list[bool] | None = None,
         velocity_smoothing: float = 0.5,
+        merge_distance: float | None = None,
+        split_distance: float | None = None,
     ) -> None:
         if not is_real(max_distance) or not math.isfinite(max_distance) or max_distance <= 0:
             raise ValueError(f"max_distance must be a finite number > 0 (cells); got {max_distance!r}")
@@ -67,6 +90,11 @@ class BlobTracker(Analyzer):
             raise ValueError(f"min_length must be an integer >= 1 (observations); got {min_length!r}")
         if not is_real(velocity_smoothing) or not 0.0 <= velocity_smoothing <= 1.0:
             raise ValueError(f"velocity_smoothing must be a number in [0, 1]; got {velocity_smoothing!r}")
+        for name, v in (("merge_distance", merge_distance), ("split_distance", split_distance)):
+            if v is not None and (not is_real(v) or not math.isfinite(v) or v <= 0):
+                raise ValueError(f"{name} must be a finite number > 0 (cells) or None; got {v!r}")
+        self.merge_distance = None if merge_distance is None else float(merge_distance)
+        self.split_distance = None if split_distance is None else float(split_distance)
         self.max_distance = float(max_distance)
         self.max_gap = int(max_gap)
         self.min_length = int(min_length)
@@ -78,6 +106,7 @@ class BlobTracker(Analyzer):
         self._next_id = 1
         self._live: list[dict[str, Any]] = []  # ordered by track_id
         self._ended: list[dict[str, Any]] = []  # summary rows of dead tracks
+        self._pending: list[dict[str, Any]] = []  # born this step
 
     # ------------------------------------------------------------------ ranks
     def process_blocks(self, ctx: StepContext) -> None:
@@ -86,7 +115,7 @@ class BlobTracker(Analyzer):
 
     # ------------------------------------------------------------------ rank 0
     def combine(self, partials: Sequence[Any], ctx: StepContext) -> StepResult:
-        """Predict, assign, update; births for unmatched detections, deaths after ``max_gap`` misses."""
+        """Predict, assign, update; births, merges and splits; deaths after ``max_gap`` misses."""
         if ctx.input is None:
             raise ValueError("tracking needs the detection result as its input (set the analyzer's 'input' key)")
         lengths = self._lengths(ctx.global_shape)
@@ -96,57 +125,139 @@ class BlobTracker(Analyzer):
 
         n_t, n_d = len(self._live), len(dets)
         matched: dict[int, int] = {}  # detection index -> live track index
+        pred = np.array([self._predict(t, ctx.step, lengths) for t in self._live]).reshape(-1, MAX_NDIM)
         if n_t and n_d:
-            pred = np.array([self._predict(t, ctx.step, lengths) for t in self._live])
             cost = np.sqrt((_min_image(det_pos[None, :, :] - pred[:, None, :], period) ** 2).sum(axis=-1))
             # Big-M gating: maximise the number of feasible links first, then minimise their total distance.
             big = self.max_distance * (min(n_t, n_d) + 1) + 1.0
             rows, cols = linear_sum_assignment(np.where(cost <= self.max_distance, cost, big))
             matched = {int(c): int(r) for r, c in zip(rows, cols) if cost[r, c] <= self.max_distance}
 
-        events = []
-        births = 0
-        seen: set[int] = set()
+        def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.sqrt((_min_image(np.asarray(a) - np.asarray(b), period) ** 2).sum(axis=-1))
+
+        births = splits = merges = 0
+        owner: dict[int, int] = {}  # live track index -> detection index, this step
+        new_dets = []
         for d in range(n_d):
             pos = _wrap(det_pos[d], lengths)
             if d in matched:
-                t = self._live[matched[d]]
-                self._update(t, pos, ctx, lengths)
-                born = 0.0
+                self._update(self._live[matched[d]], pos, ctx, lengths)
+                owner[matched[d]] = d
             else:
-                t = {
-                    "track_id": self._next_id, "pos": pos.tolist(), "vel": [0.0] * MAX_NDIM,
-                    "first_step": int(ctx.step), "last_step": int(ctx.step), "last_index": int(ctx.index), "n_obs": 1,
-                }
-                self._next_id += 1
-                self._live.append(t)
-                births += 1
-                born = 1.0
-            seen.add(t["track_id"])
-            events.append({
-                "track_id": float(t["track_id"]), "object": float(dets[d].get("object", d)),
-                "c0": t["pos"][0], "c1": t["pos"][1], "c2": t["pos"][2],
-                "v0": t["vel"][0], "v1": t["vel"][1], "v2": t["vel"][2],
-                "age": float(t["n_obs"]), "born": born,
-            })
+                new_dets.append(d)
+        det_track: dict[int, dict[str, Any]] = {d: self._live[i] for d, i in matched.items()}
+        born_with: dict[int, tuple[int, int]] = {}  # detection index -> parents (0 = none)
+        ended_ids: set[int] = set()
 
+        # Splits: an unexplained detection next to a detection of a live track.
+        for d in new_dets:
+            parent_det = None
+            if self.split_distance is not None and owner:
+                cand = sorted(owner.items(), key=lambda kv: float(dist(det_pos[d], det_pos[kv[1]])))
+                for ti, pd in cand:
+                    if float(dist(det_pos[d], det_pos[pd])) > self.split_distance:
+                        break
+                    if self._live[ti]["track_id"] not in ended_ids:
+                        parent_det = (ti, pd)
+                        break
+            if parent_det is None:
+                det_track[d] = self._birth(_wrap(det_pos[d], lengths), ctx)
+                born_with[d] = (0, 0)
+                births += 1
+                continue
+            ti, pd = parent_det
+            parent = self._live[ti]
+            ended_ids.add(parent["track_id"])
+            splits += 1
+            for dd in (pd, d):
+                child = self._birth(_wrap(det_pos[dd], lengths), ctx)
+                if dd == pd:
+                    child["vel"] = list(parent["vel"])
+                det_track[dd] = child
+                born_with[dd] = (parent["track_id"], 0)
+                births += 1
+
+        # Occlusion bookkeeping and merges.
         deaths = short = 0
         alive = []
+        occluders = {self._live[ti]["track_id"]: (ti, d) for ti, d in owner.items()}
+        for ti, t in enumerate(list(self._live)):
+            if t["track_id"] in ended_ids:
+                continue
+            if ti in owner:
+                t["occluder"] = 0
+                continue
+            if self.merge_distance is not None and occluders:
+                near = [
+                    (float(min(dist(pred[ti], det_pos[d]), dist(t["pos"], det_pos[d]))), tid)
+                    for tid, (_, d) in occluders.items() if tid != t["track_id"]
+                ]
+                best = min(near) if near else (math.inf, 0)
+                if best[0] <= self.merge_distance and t["occluder"] in (0, -1, best[1]) and t["occluder"] != -1:
+                    t["occluder"] = best[1]
+                else:
+                    t["occluder"] = -1  # seen alone, or next to different tracks: not a clean merge
+            else:
+                t["occluder"] = -1
         for t in self._live:
-            if t["track_id"] not in seen and ctx.index - t["last_index"] > self.max_gap:
+            if t["track_id"] in ended_ids:
+                continue
+            if t["track_id"] not in occluders and ctx.index - t["last_index"] > self.max_gap:
+                occ = t.get("occluder", -1)
+                if occ > 0 and occ in occluders and occ not in ended_ids:
+                    ti, d = occluders[occ]
+                    host = self._live[ti]
+                    ended_ids.add(host["track_id"])
+                    child = self._birth(_wrap(det_pos[d], lengths), ctx)
+                    child["vel"] = list(host["vel"])
+                    det_track[d] = child
+                    born_with[d] = (host["track_id"], t["track_id"])
+                    births += 1
+                    merges += 1
+                ended_ids.add(t["track_id"])
+        for t in self._live:
+            if t["track_id"] in ended_ids:
                 deaths += 1
                 short += t["n_obs"] < self.min_length
                 self._ended.append(self._row(t))
             else:
                 alive.append(t)
-        self._live = alive
+        self._live = alive + self._pending
+        self._pending = []
+        self._live.sort(key=lambda t: t["track_id"])
+
+        events = []
+        for d in range(n_d):
+            t = det_track[d]
+            p0, p1 = born_with.get(d, (0, 0))
+            events.append({
+                "track_id": float(t["track_id"]), "object": float(dets[d].get("object", d)),
+                "c0": t["pos"][0], "c1": t["pos"][1], "c2": t["pos"][2],
+                "v0": t["vel"][0], "v1": t["vel"][1], "v2": t["vel"][2],
+                "age": float(t["n_obs"]), "born": 1.0 if d in born_with else 0.0,
+                "parent0": float(p0), "parent1": float(p1),
+            })
         logger.debug(
-            "step %s: %d detections, %d links, %d births, %d deaths", ctx.step, n_d, len(matched), births, deaths
+            "step %s: %d detections, %d links, %d births, %d deaths, %d merges, %d splits",
+            ctx.step, n_d, len(matched), births, deaths, merges, splits,
         )
         return StepResult(events=events, scores={
             "n_active": float(len(self._live)), "n_births": float(births), "n_deaths": float(deaths),
             "n_short_deaths": float(short), "n_tracks_total": float(self._next_id - 1),
+            "n_merges": float(merges), "n_splits": float(splits),
         })
+
+    def _birth(self, pos: np.ndarray, ctx: StepContext) -> dict[str, Any]:
+        """A new track at ``pos``; it joins the live list at the end of the step."""
+        t = {
+            "track_id": self._next_id, "pos": pos.tolist(), "vel": [0.0] * MAX_NDIM,
+            "first_step": int(ctx.step), "last_step": int(ctx.step), "last_index": int(ctx.index), "n_obs": 1,
+            "occluder": 0,
+        }
+        self._next_id += 1
+        self._pending.append(t)
+        return t
 
     def _lengths(self, shape: Sequence[int]) -> np.ndarray:
         """Domain length per coordinate on periodic axes, 0 elsewhere."""
@@ -198,7 +309,7 @@ class BlobTracker(Analyzer):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore exactly what ``state_dict`` returned, so IDs and predictions continue."""
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in (1, _STATE_VERSION):  # version 1: before merges/splits
             raise ValueError(
                 f"tracking state has version {state.get('version')!r}; this tracker reads version {_STATE_VERSION}"
             )
@@ -207,7 +318,7 @@ class BlobTracker(Analyzer):
         self._live = [
             {"track_id": int(t["track_id"]), "pos": [float(v) for v in t["pos"]], "vel": [float(v) for v in t["vel"]],
              "first_step": int(t["first_step"]), "last_step": int(t["last_step"]), "last_index": int(t["last_index"]),
-             "n_obs": int(t["n_obs"])}
+             "n_obs": int(t["n_obs"]), "occluder": int(t.get("occluder", 0))}
             for t in state["live"]
         ]
         self._ended = [dict(r) for r in state["ended"]]

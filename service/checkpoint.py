@@ -16,8 +16,10 @@ FORMAT = 1
 
 
 def save(path: str, *, analyzers: Mapping[str, Mapping[str, Any]], rules: Mapping[str, Any] | None,
-         last_step: int | None, index: int) -> None:
-    state = {"format": FORMAT, "analyzers": dict(analyzers), "rules": rules, "last_step": last_step, "index": index}
+         last_step: int | None, index: int, local: list[Mapping[str, Any]] | None = None) -> None:
+    """``analyzers``: rank 0's state per analyzer; ``local``: per rank, each analyzer's local state."""
+    state = {"format": FORMAT, "analyzers": dict(analyzers), "rules": rules, "last_step": last_step, "index": index,
+             "local": list(local or [])}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ckpt-")

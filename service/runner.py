@@ -188,10 +188,15 @@ def run_job(
     _collective_ok(comm, error)
 
     allreduce = sum_allreduce(comm)
+    # Per variable, the axes some analyzer needs whole on each rank (union).
+    whole_axes: dict[str, tuple[int, ...]] = {}
+    for ac, analyzer in zip(cfg.analyzers, pipeline):
+        whole_axes[ac.variable] = tuple(sorted(set(whole_axes.get(ac.variable, ())) | set(type(analyzer).whole_axes)))
     step_seconds: list[float] = []
     last_step: int | None = None
     index = 0
     ckpt_path = cfg.output.checkpoint
+    state: dict[str, Any] | None = None
     if rank == 0 and ckpt_path and cfg.output.restore and os.path.exists(ckpt_path):
         try:
             state = job_checkpoint.load(ckpt_path)
@@ -207,7 +212,30 @@ def run_job(
             error = f"cannot restore checkpoint {ckpt_path!r}: {exc}"
     _collective_ok(comm, error)
     index = comm.bcast(index, root=0)
+    locals_saved = comm.bcast(state.get("local", []) if state else [], root=0)
+    if locals_saved:
+        if len(locals_saved) == size:
+            for ac, analyzer in zip(cfg.analyzers, pipeline):
+                analyzer.load_local_state_dict(locals_saved[rank].get(ac.name, {}))
+        elif rank == 0:
+            log.warning("checkpoint holds per-rank state of %d ranks, this job has %d: per-rank state starts fresh",
+                        len(locals_saved), size)
     first_index = index
+
+    def save_checkpoint() -> None:
+        if not ckpt_path:
+            return
+        local = comm.gather({ac.name: a.local_state_dict() for ac, a in zip(cfg.analyzers, pipeline)}, root=0)
+        if rank == 0:
+            job_checkpoint.save(
+                ckpt_path,
+                analyzers={ac.name: a.state_dict() for ac, a in zip(cfg.analyzers, pipeline)},
+                rules=rules.state_dict() if rules is not None else None,
+                last_step=last_step,
+                index=index,
+                local=local,
+            )
+
     if rank == 0:
         schemas = {ac.name: type(a).event_fields for ac, a in zip(cfg.analyzers, pipeline)}
         meta = {"stream": cfg.stream.name, "ranks": str(size), "job": cfg.path}
@@ -245,9 +273,9 @@ def run_job(
             fields: dict[str, tuple[tuple[int, ...], list[analyzer_base.Block]]] = {}
             read_error = None
             try:
-                for ac in cfg.analyzers:
+                for ac, analyzer in zip(cfg.analyzers, pipeline):
                     if ac.variable not in fields:
-                        fields[ac.variable] = reader.read(ac.variable)
+                        fields[ac.variable] = reader.read(ac.variable, whole_axes[ac.variable])
             except StreamError as exc:
                 read_error = str(exc)
             reader.end_step()  # our copies are in our buffers: release the writer now

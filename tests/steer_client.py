@@ -16,6 +16,7 @@ from intransit.adapters.steering import SteeringClient
 
 def main() -> int:
     stream, seconds = sys.argv[1], float(sys.argv[2])
+    ready_file = sys.argv[3] if len(sys.argv) > 3 else None  # touched once past step 20
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     params = {"dt": 0.01, "nsub": 2}
     stopped = []
@@ -35,6 +36,8 @@ def main() -> int:
             print("connected", flush=True)
             announced = True
         step += 1
+        if ready_file and step == 20:
+            open(ready_file, "w").close()
         time.sleep(0.01)
     client.close()
     print(json.dumps({

@@ -82,3 +82,26 @@ def test_parse_blocks_info_from_adios_strings():
 def test_bad_rank_count():
     with pytest.raises(ValueError, match="n_ranks"):
         assign_pieces([BlockInfo(0, (0,), (4,))], 0)
+
+
+def test_whole_axes_gives_full_bands_and_splits_only_other_axes():
+    from intransit.adapters.blocks import bands
+
+    blocks = grid_blocks((64, 48), [[16, 16, 32], [24, 24]])  # channels × time, time cut in two
+    merged = bands(blocks, (1,))
+    assert [(b.start, b.count) for b in merged] == [((0, 0), (16, 48)), ((16, 0), (16, 48)), ((32, 0), (32, 48))]
+    for n in (1, 2, 3, 5, 8):
+        shares = assign_pieces(blocks, n, whole_axes=(1,))
+        assert (coverage((64, 48), shares) == 1).all()
+        assert all(p.count[1] == 48 for share in shares for p in share)
+
+
+def test_whole_axes_refuses_staggered_cuts():
+    from intransit.adapters.blocks import bands
+
+    staggered = [BlockInfo(0, (0, 0), (8, 10)), BlockInfo(1, (0, 10), (8, 6)),
+                 BlockInfo(2, (8, 0), (4, 16)), BlockInfo(3, (12, 0), (4, 16))]
+    assert len(bands(staggered, (1,))) == 3
+    bad = [BlockInfo(0, (0, 0), (8, 10)), BlockInfo(1, (4, 10), (8, 6))]
+    with pytest.raises(ValueError, match="cannot be grouped into bands spanning axes"):
+        bands(bad, (1,))

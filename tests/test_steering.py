@@ -89,11 +89,15 @@ def test_client_validates_every_command_over_sst(tmp_path):
     from intransit.adapters.steering import SteeringWriter
 
     stream = str(tmp_path / "steer.bp")
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "steer_client.py"), stream, "30"],
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "steer_client.py"), stream, "60", str(ready)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     writer = SteeringWriter(stream)
     try:
-        time.sleep(2.0)  # the client steps every 10 ms: it is well past step 10 by now
+        t0 = time.monotonic()
+        while not ready.exists():  # the client is past step 20: records for steps 0..10 are not "future"
+            assert time.monotonic() - t0 < 60 and proc.poll() is None, "the client never got going"
+            time.sleep(0.05)
         writer.write(0, "continue")                                    # seq 1
         writer.write(1, "set", {"name": "dt", "value": 0.05}, "r")      # seq 2 applied
         writer.write(2, "set", {"name": "dt", "value": 5.0}, "r")       # seq 3 out of bounds

@@ -41,7 +41,8 @@ def test_registered_and_schema():
     res = feed(BlobTracker(), [[(10, 10)]])[0]
     assert [tuple(e) for e in res.events] == [EVENT_FIELDS]
     assert all(isinstance(v, float) for v in res.events[0].values())
-    assert res.scores == {"n_active": 1.0, "n_births": 1.0, "n_deaths": 0.0, "n_short_deaths": 0.0, "n_tracks_total": 1.0}
+    assert res.scores == {"n_active": 1.0, "n_births": 1.0, "n_deaths": 0.0, "n_short_deaths": 0.0, "n_tracks_total": 1.0,
+                          "n_merges": 0.0, "n_splits": 0.0}
 
 
 def test_constant_velocity_and_velocity_estimate():
@@ -194,3 +195,29 @@ def test_missing_input_and_bad_params():
             BlobTracker(**params)
     with pytest.raises(ValueError, match="periodic"):
         feed(BlobTracker(periodic=[False, False, True]), [[(1.0, 1.0)]])
+
+
+def test_merge_and_split_record_parents():
+    # Two blobs converge and coalesce (one detection from step 4 on), then break up at step 12.
+    frames = [[(20.0, 10.0 + 2 * t), (20.0, 30.0 - 2 * t)] for t in range(4)]
+    frames += [[(20.0, 20.0)] for _ in range(4, 12)]
+    frames += [[(20.0 - 3 - (t - 12), 20.0), (20.0 + 3 + (t - 12), 20.0)] for t in range(12, 16)]
+    trk = BlobTracker(max_distance=5.0, max_gap=2, merge_distance=6.0, split_distance=8.0)
+    res = feed(trk, frames)
+    links = [(int(e["parent0"]), int(e["parent1"]), int(e["track_id"])) for r in res for e in r.events if e["parent0"]]
+    merges = [l for l in links if l[1]]
+    splits = [l for l in links if not l[1]]
+    assert len(merges) == 1 and sorted(merges[0][:2]) == [1, 2]
+    child = merges[0][2]
+    assert len(splits) == 2 and all(p == child for p, _, _ in splits)
+    assert sum(r.scores["n_merges"] for r in res) == 1 and sum(r.scores["n_splits"] for r in res) == 1
+
+
+def test_crossing_is_not_a_merge():
+    # Head-on pass: one detection for two steps, then apart again: both IDs continue, no links.
+    frames = [[(20.0, 10.0 + 2 * t), (20.0, 30.0 - 2 * t)] for t in range(4)]
+    frames += [[(20.0, 20.0)], [(20.0, 20.0)]]
+    frames += [[(20.0, 10.0 + 2 * t), (20.0, 30.0 - 2 * t)] for t in range(6, 10)]
+    res = feed(BlobTracker(max_distance=5.0, max_gap=2, merge_distance=6.0, split_distance=8.0), frames)
+    assert ids(res[-1]) == [1, 2]
+    assert not any(e["parent0"] for r in res for e in r.events)
