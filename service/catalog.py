@@ -47,6 +47,7 @@ class CatalogWriter:
         self._io.set_engine("BP5")
         self._schemas = {name: tuple(fields) for name, fields in schemas.items()}
         self._vars: dict[str, Any] = {}
+        self._buffers: dict[str, np.ndarray] = {}
         if not append:  # an appended catalog has its attributes already
             for name, fields in self._schemas.items():
                 if fields:
@@ -58,10 +59,13 @@ class CatalogWriter:
 
     def _scalar(self, name: str, value: float | int, dtype: type) -> None:
         var = self._vars.get(name)
-        arr = np.array([value], dtype=dtype)
         if var is None:
+            arr = np.zeros(1, dtype=dtype)  # one buffer per scalar, reused every step
             var = self._io.define_variable(name, arr)
             self._vars[name] = var
+            self._buffers[name] = arr
+        arr = self._buffers[name]
+        arr[0] = value
         self._engine.put(var, arr, self._bindings.Mode.Sync)
 
     def _events(self, name: str, rows: np.ndarray) -> None:

@@ -25,7 +25,7 @@ from intransit.analyzers import base as analyzer_base
 from intransit.analyzers.base import Analyzer, StepContext, StepResult
 from intransit.service import checkpoint as job_checkpoint
 from intransit.service.catalog import CatalogWriter
-from intransit.service.comm import sum_allreduce
+from intransit.service.comm import SerialComm, sum_allreduce
 from intransit.service.config import AnalyzerConfig, JobConfig
 from intransit.service.steering import RuleEngine
 
@@ -155,6 +155,9 @@ def run_job(
     on_step: Callable[[int, int, dict[str, StepResult | None]], None] | None = None,
 ) -> RunSummary:
     """Run the job to the end of the stream (or ``max_steps``); raises on timeout."""
+    world_comm = comm  # what ADIOS2 gets (an MPI build wants the real communicator)
+    if comm.Get_size() == 1 and not isinstance(comm, SerialComm):
+        comm = SerialComm()  # one rank: collectives are identities; skip MPI's per-call cost
     rank, size = comm.Get_rank(), comm.Get_size()
     summary = RunSummary(catalog=cfg.output.catalog)
 
@@ -168,7 +171,7 @@ def run_job(
 
     reader: StepReader | None = None
     try:
-        reader = reader_factory(cfg, rank, size, comm)
+        reader = reader_factory(cfg, rank, size, world_comm)
     except StreamError as exc:
         error = str(exc)
     _collective_ok(comm, error)
