@@ -7,4 +7,4 @@ from intransit.analyzers.base import Analyzer, Block, StepContext, StepResult, a
 __all__ = ["Analyzer", "Block", "StepContext", "StepResult", "available", "get", "register"]
 
 # Built-ins register at the bottom of their own modules; import them here.
-from intransit.analyzers import blobs, noop, tracking  # noqa: E402,F401
+from intransit.analyzers import anomaly, blobs, changepoint, noop, tracking  # noqa: E402,F401

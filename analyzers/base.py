@@ -113,6 +113,11 @@ class Analyzer(abc.ABC):
     #: time axis of a dynamic spectrum, so each rank sees complete channel
     #: series). The service then hands out bands cut along the other axes only.
     whole_axes: ClassVar[tuple[int, ...]] = ()
+    #: 0 when results are exactly independent of how the field is cut into
+    #: blocks and ranks (the default, and what the contract suite checks);
+    #: otherwise the relative tolerance the analyzer guarantees, with the
+    #: reason in its docstring (e.g. gradients without halos across blocks).
+    decomposition_rtol: ClassVar[float] = 0.0
     #: For the shared contract tests: the type of an analyzer whose result feeds
     #: this one (analyzers with ``needs_input``).
     example_input: ClassVar[str | None] = None

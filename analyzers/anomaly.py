@@ -1,0 +1,400 @@
+"""Online anomaly detection on a 2-D field: an early warning before a numerical blow-up.
+
+Per rank, per step (``process_blocks``), one pass family over the local blocks
+builds a fixed-size feature vector — never the field — and sums it over the
+ranks with the step's single ``ctx.allreduce``:
+
+* a coarse ``coarse x coarse`` grid of cell sums (a downsampled *global*
+  field: each cell of a block adds into the coarse cell its global index falls
+  in, so the vector is the same size whatever the decomposition);
+* finite cell count, sum n², sums of squared interior differences along each
+  axis (gradient norm, ``|grad n|^2``: differences inside a block only, no
+  halo) and of the mixed second difference (a high-pass: grid-scale energy),
+  each with its count (interior counts depend on the decomposition), and the
+  count of NaN/inf cells.
+
+Maxima do not add, and the allreduce is a sum: each rank's ``max |n|`` rides
+in its partial, which the service gathers to rank 0 anyway (one float per
+rank); ``combine`` takes the maximum.  Exact, and no extra collective.
+
+On rank 0 (``combine``) the global diagnostics are ``x_t`` = the coarse field
+(scaled by its warm-up rms) and the scalars ``log E``, ``log |grad n|^2/E``,
+``log H/E``, ``log max|n|``.  Two detectors score the step:
+
+* robust statistics: the increments of the scalars and the log of the coarse
+  field's relative change, each as ``|u - median| / (1.4826 MAD)`` with the
+  median/MAD of the warm-up (refreshed slowly from nominal steps);
+* a small torch MLP predicting the next increment ``x_{t+1} - x_t`` from the
+  last ``lags`` increments (plus a skip: the last increment), trained online
+  on a bounded replay buffer during the warm-up and updated slowly after it;
+  its score is the rms prediction error over the warm-up's median error.
+
+``raw`` = the larger of the two; calibration: ``threshold`` = ``margin`` x the
+largest raw score of the warm-up's second half (scored by the then-trained
+model).  The published ``score`` is ``raw / threshold`` (1 = the calibrated
+threshold), so a steering rule reads ``score > 1``.  A NaN/inf cell or
+``max|n| > blowup_abs`` scores ``1e6`` at once.  The first ``warmup`` steps
+score 0 (``warmup`` = 1 says so).
+
+Everything that changes the scores — weights, optimizer moments, buffers,
+statistics, the RNG — is in ``state_dict``, so a restored job scores exactly
+as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from intransit.analyzers.base import Analyzer, StepContext, StepResult, register
+
+log = logging.getLogger(__name__)
+
+#: scalar slots after the coarse grid in the allreduce vector
+_SCALARS = ("cells", "sum_sq", "sum_dx2", "n_dx", "sum_dy2", "n_dy", "sum_hp2", "n_hp", "nonfinite")
+N_SCALAR_FEATURES = 4  # log E, log G/E, log H/E, log max|n|
+BIG = 1e6
+#: floors of the robust scales: increments of the log diagnostics below these are noise
+MIN_SCALE = np.array([1e-3, 1e-3, 1e-3, 1e-2, 0.05])
+MIN_PRED_ERR = 0.05  # prediction rms error floor, in units of the warm-up increment rms
+
+
+def _coarse_index(start: int, count: int, size: int, coarse: int) -> tuple[np.ndarray, np.ndarray]:
+    """reduceat offsets inside a block and the coarse cell of each run."""
+    cells = ((start + np.arange(count)) * coarse) // size
+    cuts = np.concatenate(([0], np.flatnonzero(np.diff(cells)) + 1))
+    return cuts, cells[cuts]
+
+
+def local_features(blocks: Sequence[Any], global_shape: Sequence[int], coarse: int) -> tuple[np.ndarray, float]:
+    """This rank's feature sums (``coarse**2 + 9`` floats) and its max |n| (NaN/inf excluded)."""
+    if len(global_shape) != 2:
+        raise ValueError(f"the anomaly analyzer needs a 2-D field, got global shape {tuple(global_shape)}")
+    ny, nx = int(global_shape[0]), int(global_shape[1])
+    grid = np.zeros((coarse, coarse))
+    s = np.zeros(len(_SCALARS))
+    vmax = 0.0
+    for b in blocks:
+        d = np.asarray(b.data, dtype=np.float64)
+        if d.size == 0:
+            continue
+        flat = d.ravel()
+        sq = float(np.dot(flat, flat))
+        if not math.isfinite(sq):  # slow path: count and zero the bad cells
+            bad = ~np.isfinite(d)
+            s[8] += float(bad.sum())
+            d = np.where(bad, 0.0, d)
+            with np.errstate(over="ignore"):
+                flat = d.ravel()
+                sq = float(np.dot(flat, flat))
+            if not math.isfinite(sq):
+                sq = BIG**4
+        s[0] += d.size - s[8] if s[8] else d.size
+        s[1] += sq
+        vmax = max(vmax, float(np.max(np.abs(d))))
+        with np.errstate(over="ignore", invalid="ignore"):
+            dx = d[:, 1:] - d[:, :-1]
+            if dx.size:
+                f = dx.ravel()
+                s[2] += float(np.dot(f, f))
+                s[3] += dx.size
+                hp = dx[1:] - dx[:-1]
+                if hp.size:
+                    f = hp.ravel()
+                    s[6] += float(np.dot(f, f))
+                    s[7] += hp.size
+            dy = d[1:] - d[:-1]
+            if dy.size:
+                f = dy.ravel()
+                s[4] += float(np.dot(f, f))
+                s[5] += dy.size
+        ry, cy = _coarse_index(int(b.start[0]), d.shape[0], ny, coarse)
+        rx, cx = _coarse_index(int(b.start[1]), d.shape[1], nx, coarse)
+        part = np.add.reduceat(np.add.reduceat(d, ry, axis=0), rx, axis=1)
+        grid[np.ix_(cy, cx)] += part
+    s[:8] = np.nan_to_num(s[:8], nan=BIG**4, posinf=BIG**4)
+    return np.concatenate((grid.ravel(), s)), vmax
+
+
+class _Predictor:
+    """Small MLP: next increment of the diagnostics from the last ``lags`` increments."""
+
+    def __init__(self, dim: int, lags: int, hidden: int, lr: float, device: str, seed: int) -> None:
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        gen = torch.Generator().manual_seed(seed)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(dim * lags, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, dim))
+        with torch.no_grad():
+            for p in self.net.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * (0.3 / math.sqrt(p.shape[-1])))
+            self.net[-1].weight.mul_(0.1)
+            self.net[-1].bias.zero_()
+        self.net.to(self.device, dtype=torch.float64)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.dim, self.lags = dim, lags
+
+    def predict(self, hist: np.ndarray) -> np.ndarray:
+        import torch
+        with torch.no_grad():
+            x = torch.as_tensor(hist.reshape(1, -1), device=self.device)
+            return (x[:, -self.dim:] + self.net(x)).cpu().numpy()[0]
+
+    def train(self, X: np.ndarray, Y: np.ndarray, iters: int, lr: float) -> None:
+        import torch
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        x = torch.as_tensor(X, device=self.device)
+        y = torch.as_tensor(Y, device=self.device)
+        for _ in range(iters):
+            self.opt.zero_grad()
+            loss = ((x[:, -self.dim:] + self.net(x) - y) ** 2).mean()
+            loss.backward()
+            self.opt.step()
+
+    def state(self) -> dict[str, Any]:
+        net = {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
+        opt = self.opt.state_dict()
+        moments = {int(k): {n: (t.detach().cpu().numpy().copy() if hasattr(t, "detach") else t) for n, t in v.items()}
+                   for k, v in opt["state"].items()}
+        return {"net": net, "opt_state": moments, "opt_groups": opt["param_groups"]}
+
+    def load(self, st: Mapping[str, Any]) -> None:
+        import torch
+        self.net.load_state_dict({k: torch.as_tensor(v, device=self.device) for k, v in st["net"].items()})
+        state = {k: {n: (torch.as_tensor(t, device=self.device) if isinstance(t, np.ndarray) else t)
+                     for n, t in v.items()} for k, v in st["opt_state"].items()}
+        for v in state.values():  # Adam keeps 'step' as a CPU tensor
+            if "step" in v and not hasattr(v["step"], "detach"):
+                v["step"] = torch.tensor(float(v["step"]))
+            elif "step" in v:
+                v["step"] = v["step"].to("cpu")
+        self.opt.load_state_dict({"state": state, "param_groups": st["opt_groups"]})
+
+
+class AnomalyDetector(Analyzer):
+    """One anomaly score per step from global features; ``score > 1`` = above the calibrated threshold."""
+
+    event_fields = ("score", "z_robust", "z_pred", "max_abs", "feature")
+    #: Gradient and high-pass sums use differences inside each block only (no
+    #: halos), so cells along block boundaries add nothing: those two
+    #: diagnostics move slightly with the decomposition (the coarse field,
+    #: energy, max|n| and NaN counts are exact).
+    decomposition_rtol = 0.25
+    score_names = ("score", "raw", "threshold", "z_robust", "z_pred", "alarm", "warmup", "max_abs", "nonfinite",
+                   "log_energy", "log_grad_ratio", "log_hp_ratio", "log_max_abs", "log_rate",
+                   "d_log_energy", "d_log_grad_ratio", "d_log_hp_ratio")
+
+    def __init__(self, *, coarse: int = 8, warmup: int = 100, margin: float = 2.0, lags: int = 2,
+                 hidden: int = 32, lr: float = 3e-3, train_iters: int = 5, update_every: int = 1,
+                 update_lr: float = 3e-4, update_below: float = 0.5, window: int = 64, batch: int = 64,
+                 buffer: int = 256,
+                 min_threshold: float = 8.0, persist: int = 2, blowup_abs: float = 1e6,
+                 device: str = "auto", seed: int = 0) -> None:
+        if coarse < 1:
+            raise ValueError(f"coarse must be >= 1, got {coarse}")
+        if warmup < 10:
+            raise ValueError(f"warmup must be >= 10 steps, got {warmup}")
+        if margin <= 0:
+            raise ValueError(f"margin must be > 0, got {margin}")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        self.coarse, self.warmup, self.margin, self.lags = coarse, warmup, margin, lags
+        self.train_iters, self.lr, self.update_lr = train_iters, lr, update_lr
+        self.update_every, self.update_below, self.buffer_size = update_every, update_below, buffer
+        self.window, self.batch = window, batch
+        self.blowup_abs, self.min_threshold, self.persist = blowup_abs, min_threshold, max(1, persist)
+        self.dim = coarse * coarse + N_SCALAR_FEATURES - 1  # the predictor's: log max|n| left out
+        self.model = _Predictor(self.dim, lags, hidden, lr, device, seed)
+        self.rng = np.random.default_rng(seed)
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        self.n_seen = 0
+        self.prev_raw: np.ndarray | None = None  # unscaled diagnostics of the previous step
+        self.incs: deque[np.ndarray] = deque(maxlen=self.lags)  # last increments (scaled)
+        self.scale: np.ndarray | None = None  # per-dimension scale of the diagnostics
+        self.X: deque[np.ndarray] = deque(maxlen=self.buffer_size)  # replay buffer: inputs
+        self.Y: deque[np.ndarray] = deque(maxlen=self.buffer_size)  # and targets (next increment)
+        self.U: deque[np.ndarray] = deque(maxlen=self.buffer_size)  # robust features of nominal steps
+        self.E: deque[float] = deque(maxlen=self.buffer_size)  # prediction errors of nominal steps
+        self.med = self.mad = np.zeros(len(MIN_SCALE))
+        self.err_ref = 1.0
+        self.threshold = math.inf
+        self.calib: list[float] = []  # raw scores of the warm-up's second half
+        self.alarm_on = False
+        self.n_alarms = 0
+        self.streak = 0
+
+    # -- per rank -------------------------------------------------------
+    def process_blocks(self, ctx: StepContext) -> tuple[np.ndarray | None, float]:
+        c = max(1, min(self.coarse, *ctx.global_shape)) if ctx.global_shape else self.coarse
+        if c != self.coarse:
+            raise ValueError(f"coarse {self.coarse} larger than the field {ctx.global_shape}")
+        vec, vmax = local_features(ctx.blocks, ctx.global_shape, self.coarse)
+        total = ctx.allreduce(vec)
+        return (total, vmax)
+
+    # -- rank 0 ---------------------------------------------------------
+    def _diagnostics(self, total: np.ndarray, vmax: float, shape: Sequence[int]) -> tuple[np.ndarray, dict[str, float]]:
+        c = self.coarse
+        grid = total[: c * c].reshape(c, c)
+        s = dict(zip(_SCALARS, total[c * c:]))
+        ny, nx = shape
+        counts = np.outer(np.bincount((np.arange(ny) * c) // ny, minlength=c),
+                          np.bincount((np.arange(nx) * c) // nx, minlength=c)).astype(float)
+        mean_grid = grid / counts
+        tiny = 1e-300
+        E = s["sum_sq"] / max(s["cells"], 1.0)
+        G = s["sum_dx2"] / max(s["n_dx"], 1.0) + s["sum_dy2"] / max(s["n_dy"], 1.0)
+        H = s["sum_hp2"] / max(s["n_hp"], 1.0)
+        logs = np.log(np.array([E + tiny, (G + tiny) / (E + tiny), (H + tiny) / (E + tiny), vmax + tiny]))
+        x = np.concatenate((mean_grid.ravel(), logs))
+        info = {"max_abs": float(vmax), "nonfinite": float(s["nonfinite"]), "log_energy": float(logs[0]),
+                "log_grad_ratio": float(logs[1]), "log_hp_ratio": float(logs[2]), "log_max_abs": float(logs[3])}
+        return x, info
+
+    def _robust_features(self, inc_raw: np.ndarray) -> np.ndarray:
+        c2 = self.coarse * self.coarse
+        rate = np.sqrt(np.mean(inc_raw[:c2] ** 2)) / (self.scale[0] + 1e-300)
+        return np.concatenate((inc_raw[c2:], [math.log(rate + 1e-12)]))
+
+    def _scores(self, hist: np.ndarray, target: np.ndarray, u: np.ndarray) -> tuple[float, float, float, int]:
+        z = np.abs(u - self.med) / np.maximum(1.4826 * self.mad, MIN_SCALE)
+        err = float(np.sqrt(np.mean((self.model.predict(hist) - target) ** 2)))
+        z_pred = err / self.err_ref
+        z_rob = float(z.max())
+        return max(z_rob, z_pred), z_rob, z_pred, int(z.argmax())
+
+    def _refresh_stats(self) -> None:
+        """Median/MAD of the recent nominal steps (a sliding window: slow drift is tracked)."""
+        U = np.array(self.U)[-self.window:]
+        self.med = np.median(U, axis=0)
+        self.mad = np.median(np.abs(U - self.med), axis=0)
+        if self.E:
+            self.err_ref = max(float(np.median(np.array(self.E)[-self.window:])), MIN_PRED_ERR)
+
+    def combine(self, partials: Sequence[Any], ctx: StepContext) -> StepResult:
+        total = partials[0][0]
+        vmax = max(float(p[1]) for p in partials)
+        x_raw, info = self._diagnostics(total, vmax, ctx.global_shape)
+        out = {"score": 0.0, "raw": 0.0, "threshold": float(self.threshold), "z_robust": 0.0, "z_pred": 0.0,
+               "alarm": 0.0, "warmup": 1.0, "log_rate": 0.0, "d_log_energy": 0.0, "d_log_grad_ratio": 0.0,
+               "d_log_hp_ratio": 0.0, **info}
+        events: list[dict[str, float]] = []
+        if info["nonfinite"] > 0 or not np.all(np.isfinite(x_raw)) or vmax > self.blowup_abs:
+            out.update(score=BIG, raw=BIG, alarm=1.0, warmup=0.0)
+            if not self.alarm_on:
+                events.append({"score": BIG, "z_robust": BIG, "z_pred": BIG, "max_abs": vmax, "feature": -1.0})
+                self.n_alarms += 1
+            self.alarm_on = True
+            return StepResult(events=events, scores=out)
+
+        self.n_seen += 1
+        prev, self.prev_raw = self.prev_raw, x_raw
+        if prev is None:
+            return StepResult(scores=out)
+        inc_raw = x_raw - prev
+        if self.scale is None:  # first increment: provisional scale, fixed at the warm-up midpoint
+            self.scale = self._make_scale(inc_raw[None, : self.dim])
+        u = self._robust_features(inc_raw)
+        out.update(log_rate=float(u[-1]), d_log_energy=float(u[0]), d_log_grad_ratio=float(u[1]),
+                   d_log_hp_ratio=float(u[2]))
+        inc = inc_raw[: self.dim] / self.scale
+        if len(self.incs) < self.lags:
+            self.incs.append(inc)
+            return StepResult(scores=out)
+        hist = np.concatenate(self.incs)
+        self.incs.append(inc)
+        half = self.warmup // 2
+        if self.n_seen <= self.warmup:
+            if self.n_seen > half + self.lags:  # second half: score with the model trained so far
+                self._refresh_stats()
+                self.calib.append(self._scores(hist, inc, u)[0])
+                self.E.append(float(np.sqrt(np.mean((self.model.predict(hist) - inc) ** 2))))
+            self.X.append(hist)
+            self.Y.append(inc)
+            self.U.append(u)
+            if self.n_seen == half:
+                self.scale = self._make_scale(np.array(self.Y) * self.scale, rescale_from=self.scale)
+            self._train(self.train_iters, self.lr)
+            if self.n_seen == self.warmup:
+                self.threshold = max(self.margin * max(self.calib), self.min_threshold)
+                log.info("anomaly: calibrated after %d steps: threshold %.3g (warm-up raw scores: max %.3g, "
+                         "median %.3g)", self.n_seen, self.threshold, max(self.calib), float(np.median(self.calib)))
+                self.calib = []
+            return StepResult(scores=out)
+
+        self._refresh_stats()
+        raw, z_rob, z_pred, feat = self._scores(hist, inc, u)
+        score = raw / self.threshold
+        self.streak = self.streak + 1 if score > 1.0 else 0
+        alarm = self.streak >= self.persist
+        out.update(score=float(score), raw=float(raw), threshold=float(self.threshold), z_robust=z_rob,
+                   z_pred=z_pred, alarm=float(alarm), warmup=0.0)
+        if alarm and not self.alarm_on:
+            self.n_alarms += 1
+            events.append({"score": float(score), "z_robust": z_rob, "z_pred": z_pred, "max_abs": vmax,
+                           "feature": float(feat)})
+        self.alarm_on = alarm
+        if score < self.update_below:  # slow update from nominal steps only
+            self.X.append(hist)
+            self.Y.append(inc)
+            self.U.append(u)
+            self.E.append(z_pred * self.err_ref)
+            if self.update_every and self.n_seen % self.update_every == 0:
+                self._train(1, self.update_lr)
+        return StepResult(events=events, scores=out)
+
+    def _train(self, iters: int, lr: float) -> None:
+        n = len(self.X)
+        idx = self.rng.choice(n, size=min(self.batch, n), replace=False)
+        X, Y = np.array(self.X)[idx], np.array(self.Y)[idx]
+        self.model.train(X, Y, iters, lr)
+
+    def _make_scale(self, incs: np.ndarray, rescale_from: np.ndarray | None = None) -> np.ndarray:
+        """Per-dimension increment scale (the coarse cells share one rms)."""
+        c2 = self.coarse * self.coarse
+        rms = np.sqrt(np.mean(incs[:, :c2] ** 2)) + 1e-12
+        per = np.concatenate((np.full(c2, rms), np.sqrt(np.mean(incs[:, c2:] ** 2, axis=0)) + 1e-12))
+        if rescale_from is not None:  # keep the buffered (scaled) samples consistent
+            ratio = rescale_from / per
+            self.X = deque((h * np.tile(ratio, self.lags) for h in self.X), maxlen=self.buffer_size)
+            self.Y = deque((y * ratio for y in self.Y), maxlen=self.buffer_size)
+            self.incs = deque((i * ratio for i in self.incs), maxlen=self.lags)
+            self.U.clear()  # the rate feature depends on the scale
+        return per
+
+    # -- state ------------------------------------------------------------
+    _STATE_KEYS = ("n_seen", "prev_raw", "scale", "med", "mad", "err_ref", "threshold", "alarm_on", "n_alarms", "streak")
+    _DEQUES = ("incs", "X", "Y", "U", "E")
+
+    def state_dict(self) -> dict[str, Any]:
+        st: dict[str, Any] = {k: getattr(self, k) for k in self._STATE_KEYS}
+        st.update({k: list(getattr(self, k)) for k in self._DEQUES})
+        st["calib"] = list(self.calib)
+        st["rng"] = self.rng.bit_generator.state
+        st["model"] = self.model.state()
+        return st
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for k in self._STATE_KEYS:
+            setattr(self, k, state[k])
+        for k in self._DEQUES:
+            setattr(self, k, deque(state[k], maxlen=self.lags if k == "incs" else self.buffer_size))
+        self.calib = list(state["calib"])
+        self.rng.bit_generator.state = state["rng"]
+        self.model.load(state["model"])
+
+    def summary(self) -> dict[str, Any]:
+        return {"steps": self.n_seen, "threshold": self.threshold, "alarms": self.n_alarms}
+
+
+register("anomaly")(AnomalyDetector)
