@@ -152,6 +152,8 @@ class Analyzer(abc.ABC):
 
 _REGISTRY: dict[str, type[Analyzer]] = {}
 _ENTRY_POINTS_LOADED = False
+#: Built-ins whose modules import torch at load time: registered on first use.
+LAZY_BUILTINS = {"frb": "intransit.analyzers.frb"}
 
 
 def register(name: str) -> Callable[[type[Analyzer]], type[Analyzer]]:
@@ -184,14 +186,27 @@ def _load_entry_points() -> None:
 
 def available() -> dict[str, type[Analyzer]]:
     """Every known analyzer: built-ins plus entry points."""
+    import importlib
+
     import intransit.analyzers  # noqa: F401  (built-ins register on import)
 
+    for module in LAZY_BUILTINS.values():
+        importlib.import_module(module)
     _load_entry_points()
     return dict(sorted(_REGISTRY.items()))
 
 
 def get(name: str) -> type[Analyzer]:
     """The analyzer class registered as ``name``; an unknown name lists the known ones."""
+    import importlib
+
+    import intransit.analyzers  # noqa: F401  (built-ins register on import)
+
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in LAZY_BUILTINS:
+        importlib.import_module(LAZY_BUILTINS[name])
+        return _REGISTRY[name]
     known = available()
     try:
         return known[name]

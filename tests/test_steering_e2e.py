@@ -67,7 +67,7 @@ def test_simulation_completes_when_analytics_are_killed_mid_run(tmp_path):
     try:
         t0 = time.monotonic()
         while "analyzed" not in procs.read_log(folder, "analytics.log"):
-            assert time.monotonic() - t0 < 60 and an.poll() is None, procs.read_log(folder, "analytics.log")
+            assert time.monotonic() - t0 < 180 and an.poll() is None, procs.read_log(folder, "analytics.log")
             time.sleep(0.1)
         os.killpg(an.pid, signal.SIGKILL)  # the analytics vanish without closing anything
         assert procs.wait(sim, 120) == 0, procs.read_log(folder, "sim.log")[-2000:]
