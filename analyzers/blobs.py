@@ -115,12 +115,17 @@ def level_features(
     axes = range(ndim)
     if n:
         wcoord = np.stack([np.bincount(lab, weights=w * coords[:, k], minlength=n + 1)[1:] for k in axes], axis=1)
-        peak = np.asarray(ndimage.maximum(w, lab, index), dtype=np.float64)
-        peak_value = np.asarray(ndimage.maximum(data[cells], lab, index), dtype=np.float64)
-        lo = np.stack([ndimage.minimum(coords[:, k], lab, index) for k in axes], axis=1).astype(np.int64)
-        hi = np.stack([ndimage.maximum(coords[:, k], lab, index) for k in axes], axis=1).astype(np.int64) + 1
-        _, first = np.unique(lab, return_index=True)
-        anchor = coords[first].astype(np.int64)
+        # One stable sort by label, then segment reductions (every label 1..n has cells, so the
+        # segments are the labels in order, and the first cell of each is its first in C order).
+        order = np.argsort(lab, kind="stable")
+        sl = lab[order]
+        starts = np.r_[0, np.flatnonzero(sl[1:] != sl[:-1]) + 1]
+        peak = np.maximum.reduceat(w[order], starts).astype(np.float64)
+        peak_value = np.maximum.reduceat(data[cells][order].astype(np.float64), starts)
+        oc = coords[order]
+        lo = np.minimum.reduceat(oc, starts, axis=0).astype(np.int64)
+        hi = np.maximum.reduceat(oc, starts, axis=0).astype(np.int64) + 1
+        anchor = oc[starts].astype(np.int64)
     else:
         wcoord = np.zeros((0, ndim))
         peak = peak_value = np.zeros(0)
@@ -192,6 +197,8 @@ class BlobDetector(Analyzer):
         periodic: list[bool] | None = None,
         grow_threshold: float | None = None,
         split_levels: list[float] | None = None,
+        split_prominence: float = 0.0,
+        peak_fraction: float | None = None,
         backend: str = "numpy",
         device: str = "auto",
     ) -> None:
@@ -215,6 +222,10 @@ class BlobDetector(Analyzer):
             raise ValueError(
                 f"split_levels must be a list of finite numbers > grow_threshold={grow_threshold} or None; got {split_levels!r}"
             )
+        if not is_real(split_prominence) or not math.isfinite(split_prominence) or split_prominence < 0:
+            raise ValueError(f"split_prominence must be a finite number >= 0 (global standard deviations); got {split_prominence!r}")
+        if peak_fraction is not None and (not is_real(peak_fraction) or not 0.0 < peak_fraction < 1.0):
+            raise ValueError(f"peak_fraction must be a number in (0, 1) or None; got {peak_fraction!r}")
         if backend not in ("numpy", "torch"):
             raise ValueError(f"backend must be 'numpy' or 'torch'; got {backend!r}")
         if not isinstance(device, str) or not device:
@@ -226,6 +237,8 @@ class BlobDetector(Analyzer):
         self.grow_threshold = float(grow_threshold)
         self.split_levels = sorted(float(v) for v in split)
         self.levels: list[float] = sorted({self.grow_threshold, self.threshold, *self.split_levels})
+        self.split_prominence = float(split_prominence)
+        self.peak_fraction = None if peak_fraction is None else float(peak_fraction)
         self.backend = backend
         self.device = device
 
@@ -340,7 +353,12 @@ class BlobDetector(Analyzer):
     def _select(self, stitched: list[dict[str, Any]]) -> list[tuple[int, int]]:
         """Objects as (level, index): per level-0 region, the largest regions holding exactly one seed branch."""
         n_lev = len(stitched)
-        sig = [(s["area"] >= self.min_area) & (s["peak"] > self.threshold) for s in stitched]
+        levels = self.levels
+        # A sub-region is its own branch when it is big enough, reaches the seed, and (prominence)
+        # its peak stands split_prominence above the level where it separates from its siblings.
+        sig = [(s["area"] >= self.min_area) & (s["peak"] > self.threshold)
+               & (s["peak"] >= levels[li] + (self.split_prominence if li else 0.0))
+               for li, s in enumerate(stitched)]
         children: list[dict[int, list[int]]] = [{} for _ in range(n_lev)]
         for li in range(1, n_lev):
             for c in np.flatnonzero(sig[li]):
@@ -355,7 +373,16 @@ class BlobDetector(Analyzer):
             below = pick(li + 1, kids[0])
             return below if len(below) >= 2 else [(li, o)]
 
-        return [x for o in np.flatnonzero(sig[0]) for x in pick(0, int(o))]
+        def tighten(li: int, o: int) -> tuple[int, int]:
+            # Up the single-branch chain to the lowest level >= peak_fraction x peak, so a blob
+            # sitting on a broad background bump is reported by its own extent, not the bump's.
+            want = self.peak_fraction * float(stitched[li]["peak"][o])
+            while levels[li] < want and len(children[li].get(o, [])) == 1:
+                li, o = li + 1, children[li][o][0]
+            return li, o
+
+        chosen = [x for o in np.flatnonzero(sig[0]) for x in pick(0, int(o))]
+        return chosen if self.peak_fraction is None else [tighten(li, o) for li, o in chosen]
 
     def _stitch(
         self, blocks: list[dict[str, Any]], shape: tuple[int, ...], periodic: tuple[bool, ...]

@@ -32,7 +32,7 @@ EVENT_FIELDS: tuple[str, ...] = (
     "track_id", "object", "c0", "c1", "c2", "v0", "v1", "v2", "age", "born", "parent0", "parent1",
 )
 
-_TRACK_KEYS = ("track_id", "pos", "vel", "first_step", "last_step", "last_index", "n_obs", "occluder")
+_TRACK_KEYS = ("track_id", "pos", "vel", "first_step", "last_step", "last_index", "n_obs", "occluder", "coast")
 _STATE_VERSION = 2
 
 
@@ -64,6 +64,18 @@ class BlobTracker(Analyzer):
 
     Event rows carry ``parent0``/``parent1`` (0 = none) on the first row of a
     track born from a merge or split, so the catalog holds the genealogy.
+
+    Occlusion coasting (``occlusion_distance``, cells; ``None`` = off): blobs
+    that cross are often one detection for a few steps (two Gaussians closer
+    than about 1.4 widths have a single maximum).  An unmatched track whose
+    prediction lies within ``occlusion_distance`` of another track's
+    detection is *occluded*: those steps do not count as misses (up to
+    ``max_occluded`` of them), so it survives a crossing of any duration the
+    geometry allows and re-acquires its blob by its prediction when the two
+    separate; the track holding the shared detection keeps its velocity
+    (a merged centroid moves with the pair's mean velocity).  With
+    ``report_occluded`` an occluded track also emits a row at its predicted
+    position with ``object = -1`` (no detection of its own).
     """
 
     event_fields = EVENT_FIELDS
@@ -81,6 +93,9 @@ class BlobTracker(Analyzer):
         velocity_smoothing: float = 0.5,
         merge_distance: float | None = None,
         split_distance: float | None = None,
+        occlusion_distance: float | None = None,
+        max_occluded: int = 10,
+        report_occluded: bool = False,
     ) -> None:
         if not is_real(max_distance) or not math.isfinite(max_distance) or max_distance <= 0:
             raise ValueError(f"max_distance must be a finite number > 0 (cells); got {max_distance!r}")
@@ -90,7 +105,15 @@ class BlobTracker(Analyzer):
             raise ValueError(f"min_length must be an integer >= 1 (observations); got {min_length!r}")
         if not is_real(velocity_smoothing) or not 0.0 <= velocity_smoothing <= 1.0:
             raise ValueError(f"velocity_smoothing must be a number in [0, 1]; got {velocity_smoothing!r}")
-        for name, v in (("merge_distance", merge_distance), ("split_distance", split_distance)):
+        if isinstance(max_occluded, bool) or not isinstance(max_occluded, (int, np.integer)) or max_occluded < 0:
+            raise ValueError(f"max_occluded must be an integer >= 0 (steps); got {max_occluded!r}")
+        if not isinstance(report_occluded, (bool, np.bool_)):
+            raise ValueError(f"report_occluded must be true or false; got {report_occluded!r}")
+        self.occlusion_distance = None if occlusion_distance is None else float(occlusion_distance)
+        self.max_occluded = int(max_occluded)
+        self.report_occluded = bool(report_occluded)
+        for name, v in (("merge_distance", merge_distance), ("split_distance", split_distance),
+                        ("occlusion_distance", occlusion_distance)):
             if v is not None and (not is_real(v) or not math.isfinite(v) or v <= 0):
                 raise ValueError(f"{name} must be a finite number > 0 (cells) or None; got {v!r}")
         self.merge_distance = None if merge_distance is None else float(merge_distance)
@@ -136,13 +159,27 @@ class BlobTracker(Analyzer):
         def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return np.sqrt((_min_image(np.asarray(a) - np.asarray(b), period) ** 2).sum(axis=-1))
 
+        # Occlusion: an unmatched track predicted next to another track's detection.
+        occluded: dict[int, int] = {}  # live track index -> detection index it hides behind
+        if self.occlusion_distance is not None and matched:
+            md = np.array(sorted(matched))
+            seen = set(matched.values())
+            for ti in range(n_t):
+                if ti in seen:
+                    continue
+                dd = dist(pred[ti][None, :], det_pos[md])
+                j = int(np.argmin(dd))
+                if dd[j] <= self.occlusion_distance:
+                    occluded[ti] = int(md[j])
+        shared = set(occluded.values())
+
         births = splits = merges = 0
         owner: dict[int, int] = {}  # live track index -> detection index, this step
         new_dets = []
         for d in range(n_d):
             pos = _wrap(det_pos[d], lengths)
             if d in matched:
-                self._update(self._live[matched[d]], pos, ctx, lengths)
+                self._update(self._live[matched[d]], pos, ctx, lengths, keep_velocity=d in shared)
                 owner[matched[d]] = d
             else:
                 new_dets.append(d)
@@ -203,7 +240,7 @@ class BlobTracker(Analyzer):
         for t in self._live:
             if t["track_id"] in ended_ids:
                 continue
-            if t["track_id"] not in occluders and ctx.index - t["last_index"] > self.max_gap:
+            if t["track_id"] not in occluders and ctx.index - t["last_index"] - t.get("coast", 0) > self.max_gap:
                 occ = t.get("occluder", -1)
                 if occ > 0 and occ in occluders and occ not in ended_ids:
                     ti, d = occluders[occ]
@@ -216,6 +253,12 @@ class BlobTracker(Analyzer):
                     births += 1
                     merges += 1
                 ended_ids.add(t["track_id"])
+        coasting = []
+        for ti, t in enumerate(self._live):
+            if ti in occluded and t["track_id"] not in ended_ids:
+                if t.get("coast", 0) < self.max_occluded:
+                    t["coast"] = t.get("coast", 0) + 1
+                coasting.append((t, pred[ti]))
         for t in self._live:
             if t["track_id"] in ended_ids:
                 deaths += 1
@@ -238,6 +281,17 @@ class BlobTracker(Analyzer):
                 "age": float(t["n_obs"]), "born": 1.0 if d in born_with else 0.0,
                 "parent0": float(p0), "parent1": float(p1),
             })
+        if self.report_occluded:
+            for t, p in coasting:
+                if t["track_id"] in ended_ids:
+                    continue
+                p = _wrap(p, lengths)
+                events.append({
+                    "track_id": float(t["track_id"]), "object": -1.0,
+                    "c0": float(p[0]), "c1": float(p[1]), "c2": float(p[2]),
+                    "v0": t["vel"][0], "v1": t["vel"][1], "v2": t["vel"][2],
+                    "age": float(t["n_obs"]), "born": 0.0, "parent0": 0.0, "parent1": 0.0,
+                })
         logger.debug(
             "step %s: %d detections, %d links, %d births, %d deaths, %d merges, %d splits",
             ctx.step, n_d, len(matched), births, deaths, merges, splits,
@@ -253,7 +307,7 @@ class BlobTracker(Analyzer):
         t = {
             "track_id": self._next_id, "pos": pos.tolist(), "vel": [0.0] * MAX_NDIM,
             "first_step": int(ctx.step), "last_step": int(ctx.step), "last_index": int(ctx.index), "n_obs": 1,
-            "occluder": 0,
+            "occluder": 0, "coast": 0,
         }
         self._next_id += 1
         self._pending.append(t)
@@ -273,9 +327,11 @@ class BlobTracker(Analyzer):
         """Constant velocity per writer step, scaled by the writer steps since the last sighting."""
         return _wrap(np.asarray(t["pos"]) + np.asarray(t["vel"]) * (step - t["last_step"]), lengths)
 
-    def _update(self, t: dict[str, Any], pos: np.ndarray, ctx: StepContext, lengths: np.ndarray) -> None:
+    def _update(
+        self, t: dict[str, Any], pos: np.ndarray, ctx: StepContext, lengths: np.ndarray, keep_velocity: bool = False
+    ) -> None:
         dt = ctx.step - t["last_step"]
-        if dt > 0:
+        if dt > 0 and not keep_velocity:
             period = np.where(lengths > 0, lengths, np.inf)
             measured = _min_image(pos - np.asarray(t["pos"]), period) / dt
             s = self.velocity_smoothing if t["n_obs"] > 1 else 0.0
@@ -284,6 +340,7 @@ class BlobTracker(Analyzer):
         t["last_step"] = int(ctx.step)
         t["last_index"] = int(ctx.index)
         t["n_obs"] += 1
+        t["coast"] = 0
 
     def _row(self, t: Mapping[str, Any]) -> dict[str, Any]:
         return {k: t[k] for k in ("track_id", "first_step", "last_step", "n_obs")}
@@ -318,7 +375,7 @@ class BlobTracker(Analyzer):
         self._live = [
             {"track_id": int(t["track_id"]), "pos": [float(v) for v in t["pos"]], "vel": [float(v) for v in t["vel"]],
              "first_step": int(t["first_step"]), "last_step": int(t["last_step"]), "last_index": int(t["last_index"]),
-             "n_obs": int(t["n_obs"]), "occluder": int(t.get("occluder", 0))}
+             "n_obs": int(t["n_obs"]), "occluder": int(t.get("occluder", 0)), "coast": int(t.get("coast", 0))}
             for t in state["live"]
         ]
         self._ended = [dict(r) for r in state["ended"]]

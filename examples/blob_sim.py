@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_nonneg_int, default=0)
     g.add_argument("--sleep", type=_nonneg_float, default=0.0, help="seconds to sleep per step (pacing)")
     g.add_argument("--truth", default=None, help="write ground truth CSV here")
+    g.add_argument("--timing-csv", default=None, metavar="PATH",
+                   help="write step,step_ms per step: wall time of the whole step-loop iteration (physics, "
+                        "ADIOS2 Begin/Put/EndStep, truth rows, steering poll; not the --sleep pacing)")
     g = p.add_argument_group("physics")
     g.add_argument("--blobs", type=_nonneg_int, default=5, help="blobs alive at a time (default: %(default)s)")
     g.add_argument("--blob-peak", type=_nonneg_float, default=6.5,
@@ -624,6 +627,7 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
     steering = make_steering(a, turb, stop) if (a.steering and rank == 0) else None
 
     written, t_compute, t_io = 0, 0.0, 0.0
+    step_ms: list[tuple[int, float]] = []  # --timing-csv (rank 0)
     end_times: dict[int, float] = {}
     t_start = time.perf_counter()
     try:
@@ -671,12 +675,14 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
             if steering is not None:
                 steering.poll(step, wait_s=a.steering_wait)
                 if stop.get("steered"):
+                    step_ms.append((step, (time.perf_counter() - t0) * 1e3))
                     cmd = stop["steered"]
                     log.warning("stopped by steering after step %d (seq %d answering step %d, rule %r)",
                                 step, cmd.seq, cmd.answers_step, cmd.rule)
                     break
                 if stop.get("checkpoint"):
                     write_checkpoint(a, turb, step, stop.pop("checkpoint"))
+            step_ms.append((step, (time.perf_counter() - t0) * 1e3))
             if a.sleep:
                 time.sleep(a.sleep)
     finally:
@@ -693,6 +699,10 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
         sup.own(None)  # a clean close removed the contact file
         if truth_file is not None:
             truth_file.close()
+        if a.timing_csv and rank == 0:
+            with open(a.timing_csv, "w") as fh:
+                fh.write("step,step_ms\n")
+                fh.writelines(f"{s},{ms:.4f}\n" for s, ms in step_ms)
 
     elapsed = time.perf_counter() - t_start
     per = elapsed / written * 1e3 if written else float("nan")

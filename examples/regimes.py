@@ -25,6 +25,9 @@ the blob parameters, never from masks: per frame, one row per blob whose
 centre is inside the domain: ``id``, centre ``c`` (one coordinate per array
 axis), ``width``, ``peak``; a truth *box* is the centre +- w per in-plane axis
 (the e-fold radius), the whole extent along the filament axis in 3D.
+``ignore`` lists, per frame, blobs whose centre is outside the open x range
+but within two widths of it (sparse regime): their tails are visible, so a
+detection there is neither a hit nor a false positive (MOT "ignore" regions).
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Movie:
     turbulence: float = 1.0
     _conveyor: BlobField | None = None
     truth: list[list[dict]] = dataclasses.field(default_factory=list)
+    ignore: list[list[dict]] = dataclasses.field(default_factory=list)
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """(step, field) for every frame, generated in order (fills ``truth`` on the way)."""
@@ -87,7 +91,7 @@ class Movie:
         if self.turbulence > 0:
             turb = Turbulence(coarse=64, ny=ny, nx=nx, std=self.turbulence, seed=self.seed, substeps=2,
                               warmup=150, init_scale=4.0, nu=5e-3)
-        self.truth = []
+        self.truth, self.ignore = [], []
         for t in range(self.n_frames):
             if turb is not None and t:
                 turb.advance()
@@ -97,6 +101,16 @@ class Movie:
                 rows = self._conveyor.render(base, t)
                 self.truth.append([{"id": int(b), "c": (c0, c1), "width": w, "peak": pk}
                                    for (_, b, c0, c1, pk, w) in rows])
+                # Blobs whose centre is outside the open x range but whose tail is still visible
+                # (within 2 widths): "don't care" for scoring, like MOT ignore regions.
+                edge = []
+                for _, blob in self._conveyor.blobs:
+                    x = float(blob._blob_trajectory_x(t))
+                    w = float(blob.width_p)
+                    if (-2 * w <= x < 0.0) or (nx - 1 < x <= nx - 1 + 2 * w):
+                        y = float(blob._blob_trajectory_y(t)) % ny
+                        edge.append({"id": int(blob.blob_id), "c": (y, x), "width": w, "peak": blob.amplitude / np.pi})
+                self.ignore.append(edge)
                 yield t, base
                 continue
             if self.nz:
@@ -113,6 +127,7 @@ class Movie:
                 c = ((self.nz - 1) / 2.0, y, x) if self.nz else (y, x)
                 rows.append({"id": tr.id, "c": c, "width": tr.width, "peak": tr.peak})
             self.truth.append(rows)
+            self.ignore.append([])
             yield t, field
 
     def _render(self, field: np.ndarray, y: float, x: float, tr: Track) -> None:

@@ -221,3 +221,33 @@ def test_crossing_is_not_a_merge():
     res = feed(BlobTracker(max_distance=5.0, max_gap=2, merge_distance=6.0, split_distance=8.0), frames)
     assert ids(res[-1]) == [1, 2]
     assert not any(e["parent0"] for r in res for e in r.events)
+
+
+def test_occlusion_coasting_keeps_ids_through_a_merged_detection():
+    # Two blobs cross; for 5 steps they are one detection (at their midpoint).
+    frames = []
+    for t in range(20):
+        a, b = (30.0, 5 + 2.0 * t), (34.0, 45 - 2.0 * t)
+        if 8 <= t <= 12:
+            frames.append([((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)])
+        else:
+            frames.append([a, b])
+    plain = feed(BlobTracker(max_distance=5.0, max_gap=2), frames)
+    assert plain[-1].scores["n_tracks_total"] > 2  # one track died in the 5-step occlusion
+    trk = BlobTracker(max_distance=5.0, max_gap=2, occlusion_distance=6.0, report_occluded=True)
+    res = feed(trk, frames)
+    assert res[-1].scores["n_tracks_total"] == 2
+    assert ids(res[0]) == ids(res[-1]) == [1, 2]
+    coasted = [e for r in res[8:13] for e in r.events if e["object"] == -1.0]
+    assert len(coasted) == 5 and all(e["track_id"] in (1.0, 2.0) for e in coasted)
+    assert all(tuple(e) == EVENT_FIELDS for e in coasted)
+    state = pickle.loads(pickle.dumps(trk.state_dict()))
+    again = BlobTracker(max_distance=5.0, max_gap=2, occlusion_distance=6.0)
+    again.load_state_dict(state)
+    assert again.state_dict() == trk.state_dict()
+
+
+def test_occlusion_parameters_validated():
+    for bad in (dict(occlusion_distance=0.0), dict(max_occluded=-1), dict(report_occluded="yes")):
+        with pytest.raises(ValueError):
+            BlobTracker(**bad)
