@@ -7,6 +7,7 @@ features and partial results analyzers return — never the field.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -40,8 +41,24 @@ class SerialComm:
         pass
 
 
+#: Environment variables that MPI launchers (MPICH/Hydra, Open MPI, PMIx, Slurm) set.
+_LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_PROCID")
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher started this process."""
+    return any(v in os.environ for v in _LAUNCHER_VARS)
+
+
 def world() -> Any:
-    """MPI's world communicator, or a SerialComm where mpi4py is unusable."""
+    """MPI's world communicator, or a SerialComm for a plain single-process run.
+
+    A run not started by mpiexec/srun does not initialise MPI at all: it
+    needs no collectives, and MPICH's singleton start-up would cost time
+    and a helper process for nothing.
+    """
+    if not launched_by_mpi():
+        return SerialComm()
     try:
         from mpi4py import MPI
     except ImportError:  # mpi4py is a dependency, but a bare run still works

@@ -155,7 +155,8 @@ def run_job(
     on_step: Callable[[int, int, dict[str, StepResult | None]], None] | None = None,
 ) -> RunSummary:
     """Run the job to the end of the stream (or ``max_steps``); raises on timeout."""
-    world_comm = comm  # what ADIOS2 gets (an MPI build wants the real communicator)
+    # What ADIOS2 gets: an MPI build wants the real communicator, or none at all.
+    world_comm = None if isinstance(comm, SerialComm) else comm
     if comm.Get_size() == 1 and not isinstance(comm, SerialComm):
         comm = SerialComm()  # one rank: collectives are identities; skip MPI's per-call cost
     rank, size = comm.Get_rank(), comm.Get_size()
