@@ -97,13 +97,13 @@ def role_bare_reader(stream: str) -> None:
 # -- helpers ------------------------------------------------------------------
 def run_writer(folder: str, stream: str, size: int, steps: int, readers: int, blocks: int = 4) -> subprocess.Popen:
     xml = procs.sim_xml(folder, readers=readers, queue=2, policy="Block")
-    return procs.start([PY, __file__, "--role", "writer", stream, str(size), str(steps), str(blocks), xml],
+    return procs.start(pinned([PY, __file__, "--role", "writer", stream, str(size), str(steps), str(blocks), xml], 0),
                        folder, f"writer_{os.path.basename(stream)}.log")
 
 
 def bare_rate(folder: str, size: int, steps: int) -> float:
     stream = os.path.join(folder, f"bare{size}")
-    reader = subprocess.Popen([PY, __file__, "--role", "bare", stream], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    reader = subprocess.Popen(pinned([PY, __file__, "--role", "bare", stream], 1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
     writer = run_writer(folder, stream, size, steps, readers=1)
     out, err = reader.communicate(timeout=600)
@@ -118,7 +118,11 @@ def job_summary(folder: str, tag: str, stream: str, analyzers: str, ranks: int =
     job = procs.write_job(folder, stream, name=f"job_{tag}.toml", catalog=os.path.join(folder, f"cat_{tag}.bp"),
                           analyzers=analyzers, engine=engine, step_timeout_s=120, open_timeout_s=60)
     summary = os.path.join(folder, f"summary_{tag}.json")
-    proc = procs.start_analytics(folder, job, ranks, "--summary-json", summary, log_name=f"analytics_{tag}.log")
+    if ranks == 1:
+        proc = procs.start(pinned([procs.INTRANSIT, "run", job, "--summary-json", summary], 1), folder,
+                           f"analytics_{tag}.log")
+    else:
+        proc = procs.start_analytics(folder, job, ranks, "--summary-json", summary, log_name=f"analytics_{tag}.log")
     return {"proc": proc, "summary": summary}
 
 
@@ -163,16 +167,36 @@ params = { max_distance = 8.0, periodic = [true, false] }
 """
 
 
+def pinned(cmd: list[str], core: int | None) -> list[str]:
+    """``cmd`` bound to one core: simulation and analytics each on their own, as on separate nodes."""
+    return ["taskset", "-c", str(core), *cmd] if core is not None and CORES >= 2 and TASKSET else cmd
+
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+TASKSET = os.path.exists("/usr/bin/taskset")
+
+
 def sim_step_ms(folder: str, tag: str, size: int, steps: int, attach: bool) -> tuple[list[float], dict | None]:
-    """Per-step wall times of the reference simulation (keep-pace), with or without analytics."""
+    """Per-step wall times of the reference simulation (keep-pace), with or without analytics.
+
+    With two or more cores the simulation runs on core 0 and the analytics on
+    core 1 (``taskset``), so the figure is the cost of attaching, not of two
+    programs sharing one core.
+    """
     stream = os.path.join(folder, f"sim_{tag}")
     xml = procs.sim_xml(folder, readers=0, queue=3, policy="Discard")
-    job = job_summary(folder, tag, stream, DETECT_TRACK) if attach else None
-    if job:
+    job = None
+    if attach:
+        jobfile = procs.write_job(folder, stream, name=f"job_{tag}.toml", catalog=os.path.join(folder, f"cat_{tag}.bp"),
+                                  analyzers=DETECT_TRACK, step_timeout_s=120, open_timeout_s=60)
+        summary = os.path.join(folder, f"summary_{tag}.json")
+        proc = procs.start(pinned([procs.INTRANSIT, "run", jobfile, "--summary-json", summary], 1), folder,
+                           f"analytics_{tag}.log")
+        job = {"proc": proc, "summary": summary}
         time.sleep(1.0)  # let the analytics start looking for the stream
     timing = os.path.join(folder, f"timing_{tag}.csv")
-    sim = procs.start_sim(folder, stream, xml, "--size", str(size), "--steps", str(steps), "--blobs", "6",
-                          "--timing-csv", timing, log_name=f"sim_{tag}.log")
+    sim = procs.start(pinned([PY, procs.SIM, "--xml", xml, "--stream", stream, "--size", str(size), "--steps",
+                              str(steps), "--blobs", "6", "--timing-csv", timing], 0), folder, f"sim_{tag}.log")
     rc = procs.wait(sim, 900)
     if rc != 0:
         raise RuntimeError(procs.read_log(folder, f"sim_{tag}.log")[-2000:])
@@ -196,7 +220,8 @@ def main() -> int:
         return 0
 
     sizes = {256: 300, 1024: 60} if a.quick else {256: 1500, 1024: 300, 2048: 80}
-    out: dict = {"machine": f"{os.cpu_count()} cores", "sizes": {}}
+    out: dict = {"machine": f"{CORES} cores; simulation and analytics pinned to one core each"
+                            if CORES >= 2 and TASKSET else f"{CORES} core(s), not pinned", "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="transport_") as folder:
         for size, steps in sizes.items():
             bare = bare_rate(folder, size, steps)
