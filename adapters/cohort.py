@@ -4,12 +4,34 @@ With an MPI-enabled ADIOS2, all analytics ranks open the stream together as
 one reader cohort (the communicator goes to ADIOS2, the writer sees one
 reader).  With the serial PyPI wheel, every rank is its own SST reader, and
 the writer sees M readers: its ``RendezvousReaderCount`` should then be M for
-a lossless start (see xml_configs/README.md).
+a lossless start (see xml_configs/README.md).  Either way each rank reads only
+its share of the writer's blocks, and the catalog is the same.
+
+It also knows the SST data-plane pitfalls that otherwise end in a hang or an
+MPI abort (docs/hpc.md):
+
+* SST's ``DataTransport=MPI`` exists only in an MPI-enabled ADIOS2: the serial
+  wheel fails to load it.  Use ``WAN`` (sockets) on both sides, or an MPI build.
+* The MPI data plane opens MPI ports; the PyPI MPICH's default CH4 network
+  module cannot (``MPI_Open_port ... no space for port_name tag``), its ``ofi``
+  module can: every process of both jobs needs ``MPIR_CVAR_CH4_NETMOD=ofi`` in
+  its environment *before* MPI starts.
+* Not pitfalls for this code, but for anything built on it: a reader that joins
+  late never gets the attributes written with step 0, and string-array
+  attributes arrive empty over SST.  The readers here use variables only.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 from typing import Any
+
+#: Environment that lets the PyPI MPICH open MPI ports (SST's MPI data plane).
+MPI_PORTS_ENV = {"MPIR_CVAR_CH4_NETMOD": "ofi"}
+
+#: Where to read about building or pointing at an MPI-enabled ADIOS2.
+HPC_DOC = "docs/hpc.md"
 
 
 def adios_has_mpi() -> bool:
@@ -29,3 +51,58 @@ def reader_communicator(comm: Any) -> Any:
 def readers_seen_by_writer(n_ranks: int) -> int:
     """How many readers the writer counts for ``n_ranks`` analytics ranks."""
     return 1 if adios_has_mpi() else n_ranks
+
+
+def pypi_mpich() -> bool:
+    """True when MPI here is the PyPI ``mpich`` package (whose default netmod cannot open ports)."""
+    try:
+        importlib.metadata.version("mpich")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def transport_problem(transport: str | None, *, has_mpi: bool | None = None, environ: Any = None) -> str | None:
+    """Why this process cannot use SST data plane ``transport``, with the fix; None when it can.
+
+    Checked before ``Open``: both failures otherwise show up as a hang, an MPI
+    abort, or ADIOS2's bare "failed to load this transport".
+    """
+    if not transport or transport.strip().lower() != "mpi":
+        return None
+    has_mpi = adios_has_mpi() if has_mpi is None else has_mpi
+    if not has_mpi:
+        return (
+            "the SST data plane DataTransport=MPI exists only in an MPI-enabled ADIOS2, and this one is the "
+            "serial build (it fails to load this transport). Set DataTransport=WAN in both the simulation's "
+            f"and the analytics' XML, or use an MPI-enabled ADIOS2 (`make adios2-mpi`; see {HPC_DOC})"
+        )
+    environ = os.environ if environ is None else environ
+    wanted = MPI_PORTS_ENV["MPIR_CVAR_CH4_NETMOD"]
+    if pypi_mpich() and environ.get("MPIR_CVAR_CH4_NETMOD", "").lower() != wanted:
+        return (
+            "DataTransport=MPI opens MPI ports, which the PyPI MPICH's default network module cannot "
+            "(MPI_Open_port: no space for port_name tag). Start every process of the simulation and of the "
+            f"analytics with MPIR_CVAR_CH4_NETMOD={wanted} in the environment (e.g. "
+            f"`MPIR_CVAR_CH4_NETMOD={wanted} mpiexec -n M intransit run job.toml`), or use DataTransport=WAN"
+        )
+    return None
+
+
+def open_failure_hint(message: str) -> str | None:
+    """A fix for an ADIOS2 ``Open`` error that names a data-plane problem, else None."""
+    text = message.lower()
+    if "failed to load this transport" in text or ("dataplane" in text and "not found" in text):
+        if adios_has_mpi():
+            return (
+                "the writer's SST data plane is not available in this ADIOS2; use DataTransport=WAN "
+                f"on both sides (see {HPC_DOC})"
+            )
+        return (
+            "the writer uses an SST data plane this serial ADIOS2 cannot load (DataTransport=MPI needs an "
+            "MPI-enabled ADIOS2): set DataTransport=WAN in the simulation's XML, or read with an MPI-enabled "
+            f"ADIOS2 (`make adios2-mpi`; see {HPC_DOC})"
+        )
+    if "port_name" in text or "open_port" in text:
+        return transport_problem("MPI", has_mpi=True, environ={}) or None
+    return None

@@ -12,11 +12,14 @@ allocated once per block layout and refilled every step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import logging
 import os
-from typing import Any, Protocol, Sequence
+import sys
+import tempfile
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -120,9 +123,12 @@ class AdiosStepReader:
                 f"no {self.engine_type} file or directory {stream!r} to replay; give the path the simulation wrote"
             )
         try:
-            self._engine = self._io.open(stream, bindings.Mode.Read)
+            # SST prints the real reason for some failed Opens (a data plane it cannot
+            # load) on the C stderr, not in the exception: keep a copy to explain it.
+            with _stderr_copy() as printed:
+                self._engine = self._io.open(stream, bindings.Mode.Read)
         except RuntimeError as exc:
-            hint = open_failure_hint(str(exc))
+            hint = open_failure_hint(f"{exc}\n{''.join(printed)}")
             if hint:
                 raise StreamError(f"cannot read {self.engine_type} stream {stream!r}: {hint}") from exc
             if self.engine_type.upper() == "SST":
@@ -268,6 +274,41 @@ class MemoryStepReader:
 
     def close(self) -> None:
         pass
+
+
+@contextlib.contextmanager
+def _stderr_copy() -> Iterator[list[str]]:
+    """Keep a copy of what C code writes to file descriptor 2 meanwhile, and pass it on after.
+
+    No thread (nothing runs beside ADIOS2's own threads): the output is held in
+    a temporary file and written to the real stderr when the block ends, so
+    ADIOS2's "waiting for contact information file" appears when Open returns.
+    The copy (its last 64 KiB) lands in the yielded list; without a usable fd 2
+    nothing is captured and nothing changes.
+    """
+    printed: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield printed
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield printed
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            data = tmp.read()
+            if data:
+                os.write(2, data)
+            printed.append(data[-65536:].decode(errors="replace"))
 
 
 def _parameter(io: Any, key: str) -> str | None:
