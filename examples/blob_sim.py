@@ -579,9 +579,13 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
     engine_type = io.engine_type()
     is_sst = engine_type.lower() == "sst"
     contact = a.stream + ".sst"
-    if is_sst and rank == 0 and os.path.exists(contact):
-        log.error("%s exists: another writer is running on this stream, or one died and left it "
-                  "(remove it if so)", contact)
+    stale = is_sst and rank == 0 and os.path.exists(contact)
+    if comm is not None:
+        stale = comm.bcast(stale, root=0)  # every writer rank must leave, or the others hang in Open
+    if stale:
+        if rank == 0:
+            log.error("%s exists: another writer is running on this stream, or one died and left it "
+                      "(remove it if so)", contact)
         return 2
     # signals between ADIOS2 calls: finish the step, close the engine cleanly, exit 128+sig
     stop = {"signum": 0}
@@ -674,6 +678,15 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
             t_io += t2 - t1
             if steering is not None:
                 steering.poll(step, wait_s=a.steering_wait)
+            if comm is not None and a.steering:
+                # Steering is read on rank 0; every writer rank must act on it together.
+                flags = comm.bcast((stop.get("steered"), stop.get("checkpoint")), root=0)
+                stop["steered"], stop["checkpoint"] = flags
+                if not flags[1]:
+                    stop.pop("checkpoint", None)
+                if not flags[0]:
+                    stop.pop("steered", None)
+            if a.steering:
                 if stop.get("steered"):
                     step_ms.append((step, (time.perf_counter() - t0) * 1e3))
                     cmd = stop["steered"]
@@ -681,7 +694,9 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
                                 step, cmd.seq, cmd.answers_step, cmd.rule)
                     break
                 if stop.get("checkpoint"):
-                    write_checkpoint(a, turb, step, stop.pop("checkpoint"))
+                    cmd = stop.pop("checkpoint")
+                    if rank == 0:  # the turbulence state is the same on every rank
+                        write_checkpoint(a, turb, step, cmd)
             step_ms.append((step, (time.perf_counter() - t0) * 1e3))
             if a.sleep:
                 time.sleep(a.sleep)

@@ -48,7 +48,7 @@ def write_job(
     engine: str | None = None,
     catalog: str = "catalog.bp",
     step_timeout_s: float = 30,
-    open_timeout_s: float = 30,
+    open_timeout_s: float = 120,
     analyzers: str | None = None,
 ) -> str:
     """A job config over the reference simulation's density field."""
