@@ -12,14 +12,12 @@ allocated once per block layout and refilled every step.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import logging
 import os
-import sys
-import tempfile
-from typing import Any, Iterator, Protocol, Sequence
+import time
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -122,15 +120,34 @@ class AdiosStepReader:
             raise StreamError(
                 f"no {self.engine_type} file or directory {stream!r} to replay; give the path the simulation wrote"
             )
+        if self.engine_type.upper() == "SST":
+            # Wait for the writer's contact file ourselves, then Open: SST's own
+            # wait loop inside Open crashed (SIGSEGV) now and then with two
+            # readers per mpiexec on this machine; this also keeps the timeout ours.
+            deadline = time.monotonic() + open_timeout_s
+            while not os.path.exists(stream + ".sst") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not os.path.exists(stream + ".sst"):
+                raise StreamError(
+                    f"no live SST writer for stream {stream!r} within {open_timeout_s:g} s "
+                    f"(looked for the contact file {stream}.sst; is the simulation running with an SST engine, "
+                    f"from a directory where that path resolves?)"
+                )
         try:
-            # SST prints the real reason for some failed Opens (a data plane it cannot
-            # load) on the C stderr, not in the exception: keep a copy to explain it.
-            with _stderr_copy() as printed:
-                self._engine = self._io.open(stream, bindings.Mode.Read)
+            self._engine = self._io.open(stream, bindings.Mode.Read)
         except RuntimeError as exc:
-            hint = open_failure_hint(f"{exc}\n{''.join(printed)}")
+            hint = open_failure_hint(str(exc))
             if hint:
                 raise StreamError(f"cannot read {self.engine_type} stream {stream!r}: {hint}") from exc
+            if self.engine_type.upper() == "SST" and os.path.exists(stream + ".sst"):
+                # A writer's contact file is there, yet attaching failed: SST prints the
+                # reason only on the C stderr (above); the usual one is its data plane.
+                raise StreamError(
+                    f"cannot attach to the SST writer of {stream!r} (its contact file exists): "
+                    + open_failure_hint("failed to load this transport")
+                    + " (ADIOS2's own message is printed above; a stale contact file from a dead writer "
+                    "fails the same way: remove it)"
+                ) from exc
             if self.engine_type.upper() == "SST":
                 raise StreamError(
                     f"no live SST writer for stream {stream!r} within {open_timeout_s:g} s "
@@ -274,41 +291,6 @@ class MemoryStepReader:
 
     def close(self) -> None:
         pass
-
-
-@contextlib.contextmanager
-def _stderr_copy() -> Iterator[list[str]]:
-    """Keep a copy of what C code writes to file descriptor 2 meanwhile, and pass it on after.
-
-    No thread (nothing runs beside ADIOS2's own threads): the output is held in
-    a temporary file and written to the real stderr when the block ends, so
-    ADIOS2's "waiting for contact information file" appears when Open returns.
-    The copy (its last 64 KiB) lands in the yielded list; without a usable fd 2
-    nothing is captured and nothing changes.
-    """
-    printed: list[str] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield printed
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield printed
-        finally:
-            try:
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            data = tmp.read()
-            if data:
-                os.write(2, data)
-            printed.append(data[-65536:].decode(errors="replace"))
 
 
 def _parameter(io: Any, key: str) -> str | None:
