@@ -154,17 +154,7 @@ def memcpy_gbps(size: int) -> float:
     return src.nbytes / best / 1e9
 
 
-DETECT_TRACK = """
-[[analyzers]]
-type = "blob_detection"
-name = "blobs"
-params = { threshold = 3.0, min_area = 4, periodic = [true, false] }
-
-[[analyzers]]
-type = "tracking"
-input = "blobs"
-params = { max_distance = 8.0, periodic = [true, false] }
-"""
+DETECT_TRACK = procs.DETECT_TRACK
 
 
 def pinned(cmd: list[str], core: int | None) -> list[str]:

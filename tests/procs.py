@@ -40,6 +40,20 @@ def sim_xml(folder: str, *, engine: str = "SST", readers: int = 1, queue: int = 
     return path
 
 
+#: The reference pipeline: blob detection stitched across ranks, then tracking.
+DETECT_TRACK = """
+[[analyzers]]
+type = "blob_detection"
+name = "blobs"
+params = { threshold = 3.0, min_area = 4, periodic = [true, false] }
+
+[[analyzers]]
+type = "tracking"
+input = "blobs"
+params = { max_distance = 8.0, periodic = [true, false] }
+"""
+
+
 def write_job(
     folder: str,
     stream: str,
@@ -53,17 +67,7 @@ def write_job(
 ) -> str:
     """A job config over the reference simulation's density field."""
     xml = os.path.join(ROOT, "xml_configs", "analytics.xml" if engine in (None, "SST") else "replay_bp5.xml")
-    analyzers = analyzers or """
-        [[analyzers]]
-        type = "blob_detection"
-        name = "blobs"
-        params = { threshold = 3.0, min_area = 4, periodic = [true, false] }
-
-        [[analyzers]]
-        type = "tracking"
-        input = "blobs"
-        params = { max_distance = 8.0, periodic = [true, false] }
-        """
+    analyzers = analyzers or DETECT_TRACK
     text = f"""
         [stream]
         name = "{stream}"
