@@ -10,6 +10,7 @@ timing, so every rank computes the same answer without talking to the others.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Iterable, Mapping, Sequence
 
 
@@ -23,10 +24,7 @@ class BlockInfo:
 
     @property
     def size(self) -> int:
-        n = 1
-        for c in self.count:
-            n *= c
-        return n
+        return math.prod(self.count)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +38,7 @@ class Piece:
 
     @property
     def size(self) -> int:
-        n = 1
-        for c in self.count:
-            n *= c
-        return n
+        return math.prod(self.count)
 
 
 def parse_blocks_info(raw: Iterable[Mapping[str, str]]) -> list[BlockInfo]:

@@ -245,15 +245,6 @@ def run_job(
         meta = {"stream": cfg.stream.name, "ranks": str(size), "job": cfg.path}
         catalog = CatalogWriter(cfg.output.catalog, schemas, metadata=meta, append="restored_from" in summary.extras)
 
-    def save_checkpoint() -> None:
-        if rank == 0 and ckpt_path:
-            job_checkpoint.save(
-                ckpt_path,
-                analyzers={ac.name: a.state_dict() for ac, a in zip(cfg.analyzers, pipeline)},
-                rules=rules.state_dict() if rules is not None else None,
-                last_step=last_step,
-                index=index,
-            )
     t_start = time.perf_counter()
     t_first_done: float | None = None
     t_last_done = 0.0
