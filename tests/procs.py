@@ -101,28 +101,76 @@ def start_analytics(folder: str, job: str, ranks: int, *args: str, log_name: str
     return start(cmd, folder, log_name)
 
 
-def wait(proc: subprocess.Popen, timeout: float) -> int:
-    """Wait for ``proc``; on timeout end its process group and fail loudly."""
+def wait(proc: subprocess.Popen, timeout: float, log: str | None = None) -> int:
+    """Wait for ``proc``; on timeout end its process group and fail loudly (with the
+    tail of ``log``, so a hang says where it hung)."""
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         stop(proc)
-        raise AssertionError(f"process {proc.args!r} did not finish within {timeout} s") from None
+        tail = ""
+        if log is not None and os.path.exists(log):
+            with open(log, errors="replace") as fh:
+                tail = "\n--- tail of " + log + " ---\n" + fh.read()[-3000:]
+        raise AssertionError(f"process {proc.args!r} did not finish within {timeout} s{tail}") from None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process started (directly or not) by ``pid``.
+
+    mpiexec's hydra proxy and each MPI rank call ``setsid``: a signal to
+    mpiexec's process group does not reach them, so ending "the analytics"
+    means ending these PIDs too.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_all(pids: Sequence[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` and everything it started, at once: a crash, nothing closed."""
+    tree = descendants(proc.pid)
+    _signal_all([proc.pid, *tree], signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """End a process we started (and its children), if it is still running."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+    """End a process we started and every process it started, if still running."""
+    tree = descendants(proc.pid) if proc.poll() is None else []
+    if proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+    # whatever escaped the process group (setsid'd MPI ranks) and is still ours
+    _signal_all([pid for pid in tree if os.path.exists(f"/proc/{pid}")], signal.SIGKILL)
 
 
 def remove_contact_files(folder: str) -> None:
