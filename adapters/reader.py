@@ -21,7 +21,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from intransit.adapters.blocks import BlockInfo, Piece, assign_pieces, global_shape_of, merged_box, parse_blocks_info
+from intransit.adapters.blocks import BlockInfo, Piece, assign_pieces, merged_box, parse_blocks_info
 from intransit.adapters.cohort import open_failure_hint, reader_communicator, transport_problem
 from intransit.analyzers.base import Block
 
@@ -41,6 +41,11 @@ ADIOS_DTYPES = {
     "uint32_t": np.uint32,
     "uint64_t": np.uint64,
 }
+
+
+#: How many reads of a global array reuse its block layout before the writer's
+#: block list is looked at again (see ``AdiosStepReader._layout``).
+LAYOUT_RECHECK_STEPS = 64
 
 
 class StepStatus(enum.Enum):
@@ -100,6 +105,7 @@ class AdiosStepReader:
         self.rank = rank
         self.n_ranks = n_ranks
         self._layouts: dict[str, _Layout] = {}
+        self._reads_since_check: dict[str, int] = {}
         if xml is not None and not os.path.isfile(xml):
             raise StreamError(f"ADIOS2 XML file {xml!r} does not exist")
         cohort = reader_communicator(comm)
@@ -174,20 +180,37 @@ class AdiosStepReader:
     def variable_names(self) -> list[str]:
         return sorted(self._io.available_variables())
 
-    def _layout(self, variable: str, whole_axes: tuple[int, ...] = ()) -> _Layout:
-        raw = self._engine.blocks_info(variable, self.current_step())
-        # The layout is re-derived only when the writer's blocks change; the
-        # per-step check compares ADIOS2's own strings, without parsing them.
-        raw_key = (whole_axes, tuple((b["BlockID"], b["Start"], b["Count"]) for b in raw))
+    def _layout(self, variable: str, var: Any, whole_axes: tuple[int, ...] = ()) -> _Layout:
+        # ``BlocksInfo`` is not free over SST: called every step it halved the
+        # read rate at 1024² (173 → 82 steps/s; see docs/performance.md).  For a
+        # global array every piece is read by box selection, so a changed writer
+        # decomposition cannot corrupt a read, only unbalance it: the block list
+        # is consulted when the shape or type changes and every
+        # LAYOUT_RECHECK_STEPS reads (the same steps on every rank, so a cohort
+        # re-derives its assignment together).
+        shape = tuple(int(x) for x in var.shape())
+        type_name = var.type()
+        if not shape:
+            raise StreamError(
+                f"variable {variable!r} is a local array (no global shape); intransit analyzes global arrays: "
+                f"define it in the writer with a shape and a start (e.g. io.define_variable(name, data, shape, "
+                f"start, count))"
+            )
         layout = self._layouts.get(variable)
-        if layout is not None and layout.key[0] == raw_key:
+        reads = self._reads_since_check.get(variable, 0)
+        if (layout is not None and shape and layout.global_shape == shape and layout.key[1] == type_name
+                and layout.key[2] == whole_axes and reads < LAYOUT_RECHECK_STEPS):
+            self._reads_since_check[variable] = reads + 1
+            return layout
+        self._reads_since_check[variable] = 1
+        raw = self._engine.blocks_info(variable, self.current_step())
+        raw_key = tuple((b["BlockID"], b["Start"], b["Count"]) for b in raw)
+        if layout is not None and layout.key == (raw_key, type_name, whole_axes):
             return layout
         blocks = parse_blocks_info(raw)
-        var = self._io.inquire_variable(variable)
-        dtype = ADIOS_DTYPES.get(var.type())
+        dtype = ADIOS_DTYPES.get(type_name)
         if dtype is None:
-            raise StreamError(f"variable {variable!r} has type {var.type()!r}; analyzable types: {', '.join(ADIOS_DTYPES)}")
-        shape = tuple(int(x) for x in var.shape()) or global_shape_of(blocks)
+            raise StreamError(f"variable {variable!r} has type {type_name!r}; analyzable types: {', '.join(ADIOS_DTYPES)}")
         try:
             pieces = assign_pieces(blocks, self.n_ranks, whole_axes)[self.rank]
         except ValueError as exc:
@@ -197,7 +220,7 @@ class AdiosStepReader:
             # One read of the box my pieces tile: faster than one read per block.
             pieces = [Piece(pieces[0].block_id, box[0], box[1], False)]
         buffers = [np.empty(p.count, dtype=dtype) for p in pieces]
-        layout = _Layout((raw_key, var.type()), shape, pieces, buffers)
+        layout = _Layout((raw_key, type_name, whole_axes), shape, pieces, buffers)
         self._layouts[variable] = layout
         log.debug("rank %d: %s layout %s, my pieces %s", self.rank, variable, shape, describe_pieces(pieces))
         return layout
@@ -210,12 +233,9 @@ class AdiosStepReader:
                 f"variable {variable!r} is not in stream {self.stream!r} at step {self.current_step()}; "
                 f"it has: {', '.join(self.variable_names()) or '(no variables)'}"
             )
-        layout = self._layout(variable, tuple(whole_axes))
+        layout = self._layout(variable, var, tuple(whole_axes))
         for piece, buf in zip(layout.pieces, layout.buffers):
-            if piece.whole_block:
-                var.set_block_selection(piece.block_id)
-            else:
-                var.set_selection([list(piece.start), list(piece.count)])
+            var.set_selection([list(piece.start), list(piece.count)])
             self._engine.get(var, buf, self._bindings.Mode.Deferred)
         self._engine.perform_gets()
         blocks = [Block(buf, p.start, p.count, p.block_id) for p, buf in zip(layout.pieces, layout.buffers)]

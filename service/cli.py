@@ -39,6 +39,7 @@ def _fail(message: str, code: int) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from intransit.adapters.reader import StreamError
+    from intransit.service.allocator import tune_for_streaming
     from intransit.service.comm import world
     from intransit.service.runner import SetupError, StepTimeout, run_job
 
@@ -66,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     if rank == 0:
         log.info("job %s: stream %r, %d analytics rank(s), analyzers %s", cfg.path, cfg.stream.name, comm.Get_size(),
                  ", ".join(a.name for a in cfg.analyzers))
+    tune_for_streaming()
     try:
         summary = run_job(cfg, comm)
     except (StreamError, SetupError, StepTimeout) as exc:
