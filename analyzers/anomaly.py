@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import math
 from collections import deque
@@ -70,6 +71,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from intransit.analyzers.base import Analyzer, StepContext, StepResult, register
+from intransit.analyzers.changepoint import median0
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,12 @@ STATS_EVERY = 10
 
 def auto_stride(global_shape: Sequence[int], target: int = AUTO_SAMPLES) -> int:
     """The smallest stride that leaves at most ``target`` sampled cells."""
-    cells = math.prod(int(n) for n in global_shape)
+    return _auto_stride(tuple(int(n) for n in global_shape), target)
+
+
+@functools.lru_cache(maxsize=64)
+def _auto_stride(global_shape: tuple[int, ...], target: int) -> int:
+    cells = math.prod(global_shape)
     s = max(1, math.isqrt(cells // target))
     while cells > target * s * s:
         s += 1
@@ -112,6 +119,11 @@ def _coarse_matrix(start: int, count: int, size: int, coarse: int, stride: int) 
 def _sumsq(a: np.ndarray) -> float:
     f = a.ravel()
     return float(np.dot(f, f))
+
+
+def _rms(a: np.ndarray) -> float:
+    """Root mean square of a 1-D array (np.mean's Python wrapper costs more than the sum here)."""
+    return math.sqrt(_sumsq(a) / a.size)
 
 
 def local_features(blocks: Sequence[Any], global_shape: Sequence[int], coarse: int,
@@ -370,12 +382,12 @@ class AnomalyDetector(Analyzer):
 
     def _robust_features(self, inc_raw: np.ndarray) -> np.ndarray:
         c2 = self.coarse * self.coarse
-        rate = np.sqrt(np.mean(inc_raw[:c2] ** 2)) / (self.scale[0] + 1e-300)
+        rate = _rms(inc_raw[:c2]) / (self.scale[0] + 1e-300)
         return np.concatenate((inc_raw[c2:], [math.log(rate + 1e-12)]))
 
     def _scores(self, hist: np.ndarray, target: np.ndarray, u: np.ndarray) -> tuple[float, float, float, int]:
         z = np.abs(u - self.med) / np.maximum(1.4826 * self.mad, MIN_SCALE)
-        err = float(np.sqrt(np.mean((self.model.predict(hist) - target) ** 2)))
+        err = _rms(self.model.predict(hist) - target)
         z_pred = err / self.err_ref
         z_rob = float(z.max())
         return max(z_rob, z_pred), z_rob, z_pred, int(z.argmax())
@@ -383,12 +395,13 @@ class AnomalyDetector(Analyzer):
     def _refresh_stats(self) -> None:
         """Median/MAD of the recent nominal steps (a sliding window: slow drift is tracked)."""
         n = len(self.U)
-        U = np.array([self.U[i] for i in range(max(0, n - self.window), n)])
-        self.med = np.median(U, axis=0)
-        self.mad = np.median(np.abs(U - self.med), axis=0)
+        U = np.array(list(itertools.islice(self.U, max(0, n - self.window), n)))
+        self.med = median0(U)
+        self.mad = median0(np.abs(U - self.med))
         if self.E:
             n = len(self.E)
-            self.err_ref = max(float(np.median([self.E[i] for i in range(max(0, n - self.window), n)])), MIN_PRED_ERR)
+            recent = np.array(list(itertools.islice(self.E, max(0, n - self.window), n)))
+            self.err_ref = max(float(median0(recent[:, None])[0]), MIN_PRED_ERR)
 
     def combine(self, partials: Sequence[Any], ctx: StepContext) -> StepResult:
         total = partials[0][0]
@@ -398,7 +411,7 @@ class AnomalyDetector(Analyzer):
                "alarm": 0.0, "warmup": 1.0, "log_rate": 0.0, "d_log_energy": 0.0, "d_log_grad_ratio": 0.0,
                "d_log_hp_ratio": 0.0, **info}
         events: list[dict[str, float]] = []
-        if info["nonfinite"] > 0 or not np.all(np.isfinite(x_raw)) or vmax > self.blowup_abs:
+        if info["nonfinite"] > 0 or not np.isfinite(x_raw).all() or vmax > self.blowup_abs:
             out.update(score=BIG, raw=BIG, alarm=1.0, warmup=0.0)
             if not self.alarm_on:
                 events.append({"score": BIG, "z_robust": BIG, "z_pred": BIG, "max_abs": vmax, "feature": -1.0})
@@ -427,7 +440,7 @@ class AnomalyDetector(Analyzer):
             if self.n_seen > half + self.lags:  # second half: score with the model trained so far
                 self._refresh_stats()
                 self.calib.append(self._scores(hist, inc, u)[0])
-                self.E.append(float(np.sqrt(np.mean((self.model.predict(hist) - inc) ** 2))))
+                self.E.append(_rms(self.model.predict(hist) - inc))
             self.X.append(hist)
             self.Y.append(inc)
             self.U.append(u)

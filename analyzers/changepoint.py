@@ -17,6 +17,7 @@ re-learned from the new regime (``window`` steps of refractory time).
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import Any, Mapping, Sequence
 
@@ -25,8 +26,9 @@ import numpy as np
 from intransit.analyzers.base import Analyzer, StepContext, StepResult, register
 
 
-def _median0(a: np.ndarray) -> np.ndarray:
-    """``np.median(a, axis=0)`` for a small finite 2-D array, without its overhead."""
+def median0(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=0)`` for a small finite 2-D array, without its overhead (the same
+    values: the middle one, or half the sum of the two middle ones; ~10x faster at 64 rows)."""
     s = np.sort(a, axis=0)
     n = s.shape[0]
     return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
@@ -70,13 +72,13 @@ class CusumChangePoint(Analyzer):
         if up is None or up.scores.get("warmup", 0.0) or any(s not in up.scores for s in self.signals):
             return StepResult(scores=out)
         x = np.array([float(up.scores[s]) for s in self.signals])
-        if not np.all(np.isfinite(x)) or up.scores.get("nonfinite", 0.0) > 0:
+        if not np.isfinite(x).all() or up.scores.get("nonfinite", 0.0) > 0:
             return StepResult(scores=out)
         events: list[dict[str, float]] = []
         if len(self.hist) == self.hist.maxlen:
-            ref = np.array(self.hist)[: self.window]
-            med = _median0(ref)
-            sigma = np.maximum(1.4826 * _median0(np.abs(ref - med)), self.min_sigma)
+            ref = np.array(list(itertools.islice(self.hist, self.window)))
+            med = median0(ref)
+            sigma = np.maximum(1.4826 * median0(np.abs(ref - med)), self.min_sigma)
             z = (x - med) / sigma
             self.start_pos = np.where(self.s_pos <= 0, ctx.step, self.start_pos)
             self.start_neg = np.where(self.s_neg <= 0, ctx.step, self.start_neg)
