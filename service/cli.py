@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import logging
 import os
@@ -102,6 +103,10 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
+        # A crash inside ADIOS2/MPI C code kills the rank with no Python error;
+        # faulthandler at least prints where in our code it happened.
+        if not faulthandler.is_enabled():
+            faulthandler.enable()
         return _run(args)
     return _report(args)
 

@@ -89,7 +89,9 @@ def write_job(
 def start(cmd: Sequence[str], cwd: str, log_name: str) -> subprocess.Popen:
     """Start a process in its own session, output to a log file in ``cwd``."""
     log = open(os.path.join(cwd, log_name), "w")
-    return subprocess.Popen(list(cmd), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # PYTHONFAULTHANDLER: a crash in C code (ADIOS2, MPI) leaves the Python stack in the log
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    return subprocess.Popen(list(cmd), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 def start_sim(folder: str, stream: str, xml: str, *args: str, log_name: str = "sim.log") -> subprocess.Popen:
