@@ -198,7 +198,7 @@ class AdiosStepReader:
             )
         layout = self._layouts.get(variable)
         reads = self._reads_since_check.get(variable, 0)
-        if (layout is not None and shape and layout.global_shape == shape and layout.key[1] == type_name
+        if (layout is not None and layout.global_shape == shape and layout.key[1] == type_name
                 and layout.key[2] == whole_axes and reads < LAYOUT_RECHECK_STEPS):
             self._reads_since_check[variable] = reads + 1
             return layout
