@@ -109,6 +109,9 @@ class AdiosStepReader:
         if xml is not None and not os.path.isfile(xml):
             raise StreamError(f"ADIOS2 XML file {xml!r} does not exist")
         cohort = reader_communicator(comm)
+        #: An MPI reader cohort's BeginStep is collective, and one that timed out
+        #: must not be retried (SIGSEGV in ADIOS2 2.12, docs/adios2_notes.md).
+        self.collective_steps = cohort is not None
         if cohort is not None:
             self._adios = adios2.Adios(xml, comm=cohort) if xml else adios2.Adios(comm=cohort)
         else:
@@ -257,7 +260,7 @@ class MemoryStepReader:
     ``steps`` is a list of (writer step number, {variable: list of BlockInfo-
     shaped arrays}) where each variable maps to ``(global_shape, blocks)`` with
     blocks as (start, array) pairs.  ``None`` in place of a step stands for a
-    timeout.
+    stalled writer: every ``begin_step`` from there on times out.
     """
 
     def __init__(
@@ -273,11 +276,11 @@ class MemoryStepReader:
         self.n_ranks = n_ranks
 
     def begin_step(self, timeout_s: float) -> StepStatus:
+        if self._pos + 1 < len(self._steps) and self._steps[self._pos + 1] is None:
+            return StepStatus.TIMEOUT  # a stall lasts: waiting again does not skip it
         self._pos += 1
         if self._pos >= len(self._steps):
             return StepStatus.END
-        if self._steps[self._pos] is None:
-            return StepStatus.TIMEOUT
         return StepStatus.OK
 
     def current_step(self) -> int:

@@ -217,12 +217,12 @@ def main() -> int:
 
     # Runs of a few seconds each, bare and intransit alternating; E is the median of
     # the pair ratios (one sub-second run on this shared machine can be 30 % off).
-    sizes = {256: 2000, 1024: 150} if a.quick else {256: 6000, 1024: 600, 2048: 80}
-    e_pairs = 2 if a.quick else 3
+    # (steps per run, pairs): 256² runs last about a second, so they take more pairs.
+    sizes = {256: (3000, 3), 1024: (150, 2)} if a.quick else {256: (4000, 9), 1024: (600, 3), 2048: (80, 3)}
     out: dict = {"machine": f"{CORES} cores; simulation and analytics pinned to one core each"
                             if CORES >= 2 and TASKSET else f"{CORES} core(s), not pinned", "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="transport_") as folder:
-        for size, steps in sizes.items():
+        for size, (steps, e_pairs) in sizes.items():
             e_runs = []
             for k in range(e_pairs):
                 sub = os.path.join(folder, f"e{size}_{k}")

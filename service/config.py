@@ -52,6 +52,8 @@ class OutputConfig:
     checkpoint: str | None = None
     checkpoint_every: int = 0
     restore: bool = True
+    #: Analyzed steps reach the catalog file at least this often (seconds); 0 = every step.
+    catalog_flush_s: float = 0.25
 
 
 @dataclasses.dataclass
@@ -95,6 +97,7 @@ _OUTPUT_KEYS: dict[str, tuple[type, ...]] = {
     "checkpoint": (str,),
     "checkpoint_every": (int,),
     "restore": (bool,),
+    "catalog_flush_s": (int, float),
 }
 _STEERING_KEYS: dict[str, tuple[type, ...]] = {
     "stream": (str,),
@@ -240,7 +243,11 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
         checkpoint=_resolve(base_dir, o["checkpoint"]) if "checkpoint" in o else None,
         checkpoint_every=int(o.get("checkpoint_every", 0)),
         restore=bool(o.get("restore", True)),
+        catalog_flush_s=float(o.get("catalog_flush_s", 0.25)),
     )
+    if not 0 <= output.catalog_flush_s <= 60:
+        raise ConfigError(f"{path} [output]: catalog_flush_s must be between 0 (write every step) and 60 seconds, "
+                          f"got {output.catalog_flush_s:g}")
     if output.checkpoint_every < 0:
         raise ConfigError(f"{path} [output]: checkpoint_every must be >= 0 (0 = only at the end), got {output.checkpoint_every}")
     if output.checkpoint_every and not output.checkpoint:

@@ -126,10 +126,35 @@ def _collective_ok(comm: Any, error: str | None) -> None:
         raise SetupError(first)
 
 
-def _begin_agreed(reader: StepReader, comm: Any, timeout_s: float) -> tuple[StepStatus, int]:
+def _begin_step(reader: StepReader, timeout_s: float, split: bool, on_idle: Callable[[], None] | None) -> StepStatus:
+    """``reader.begin_step``; with ``split``, a poll first and, if no step is ready, ``on_idle`` before waiting.
+
+    The catalog holds fast steps in memory between writes; this writes them
+    out in time we would spend waiting anyway, so a catalog never lags a
+    paused simulation.  The poll uses a zero timeout on purpose: an SST
+    ``BeginStep`` whose positive timeout expires frees its timer task while
+    the task may still fire (ADIOS2 2.12 ``waitForMetadataWithTimeout``), which
+    crashed the analytics now and then (docs/adios2_notes.md); a zero timeout
+    sets no timer.  Not for an MPI reader cohort (``collective_steps``), whose
+    collective ``BeginStep`` we do not call twice per step.
+    """
+    if not split:
+        return reader.begin_step(timeout_s)
+    status = reader.begin_step(0.0)
+    if status is not StepStatus.TIMEOUT:
+        return status
+    if on_idle is not None:
+        on_idle()
+    return reader.begin_step(timeout_s)
+
+
+def _begin_agreed(reader: StepReader, comm: Any, timeout_s: float, *, split: bool = False,
+                  on_idle: Callable[[], None] | None = None) -> tuple[StepStatus, int]:
     """Begin a step on every rank, advancing the laggards until all hold the same writer step."""
-    status = reader.begin_step(timeout_s)
+    status = _begin_step(reader, timeout_s, split, on_idle)
     step = reader.current_step() if status is StepStatus.OK else -1
+    if comm.Get_size() == 1:  # nobody to agree with (saves microseconds on fast streams)
+        return status, step
     while True:
         states = comm.allgather((status.value, step))
         values = [s for s, _ in states]
@@ -229,6 +254,8 @@ def run_job(
     def save_checkpoint() -> None:
         if not ckpt_path:
             return
+        if catalog is not None:
+            catalog.flush()  # a resumed job appends after the checkpointed step: those before must be in the file
         local = comm.gather({ac.name: a.local_state_dict() for ac, a in zip(cfg.analyzers, pipeline)}, root=0)
         if rank == 0:
             job_checkpoint.save(
@@ -243,15 +270,18 @@ def run_job(
     if rank == 0:
         schemas = {ac.name: type(a).event_fields for ac, a in zip(cfg.analyzers, pipeline)}
         meta = {"stream": cfg.stream.name, "ranks": str(size), "job": cfg.path}
-        catalog = CatalogWriter(cfg.output.catalog, schemas, metadata=meta, append="restored_from" in summary.extras)
+        catalog = CatalogWriter(cfg.output.catalog, schemas, metadata=meta, append="restored_from" in summary.extras,
+                                flush_interval_s=cfg.output.catalog_flush_s)
 
+    split_waits = cfg.output.catalog_flush_s > 0 and not getattr(reader, "collective_steps", False)
     t_start = time.perf_counter()
     t_first_done: float | None = None
     t_last_done = 0.0
     try:
         while cfg.stream.max_steps == 0 or index < cfg.stream.max_steps:
             t0 = time.perf_counter()
-            status, step = _begin_agreed(reader, comm, cfg.stream.step_timeout_s)
+            status, step = _begin_agreed(reader, comm, cfg.stream.step_timeout_s, split=split_waits,
+                                         on_idle=catalog.flush if catalog is not None else None)
             if status is StepStatus.END:
                 summary.end_reason = "end of stream"
                 break
@@ -274,7 +304,8 @@ def run_job(
             except StreamError as exc:
                 read_error = str(exc)
             reader.end_step()  # our copies are in our buffers: release the writer now
-            _collective_ok(comm, read_error)
+            if read_error is not None or size > 1:
+                _collective_ok(comm, read_error)
             t_read = time.perf_counter()
 
             results: dict[str, StepResult | None] = {}
