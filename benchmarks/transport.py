@@ -12,7 +12,8 @@
   same run with no reader, − 1: the median of alternating pairs
   (``sim_slowdown_pairs``); ``sim_slowdown_full_physics`` the same with the
   turbulence computed at 256² (``--coarse 256``, ten times the compute per
-  published byte).
+  published byte); ``sim_slowdown_interleaved`` (full run) the same ratio
+  inside one simulation run, analytics attaching and leaving in windows.
 * ``keep_up`` K = analytics steps/s ÷ simulation steps/s for the full pipeline
   at 512², with ``dropped_fraction``.
 * ``scaling``: analytics throughput for M = 1, 2 ranks replaying one BP5 file.
@@ -203,6 +204,70 @@ def sim_step_ms(folder: str, tag: str, size: int, steps: int, attach: bool,
     return times, summary
 
 
+def sim_slowdown_interleaved(folder: str, tag: str, size: int, windows: int, window_steps: int,
+                             sim_args: Sequence[str] = (), margin: int = 5) -> dict:
+    """S inside one simulation run: analytics jobs attach for ``window_steps`` steps, detach, and attach again.
+
+    Separate alone/attached runs on this virtual machine differ by ±20 % from
+    run to run (process placement, the host's load), more than the effect
+    measured.  Here one simulation process runs throughout; a keep-pace
+    analytics job (``max_steps``) attaches, reads its window and leaves, and
+    the next starts ~1.5 s later (its start-up), so attached and alone
+    stretches alternate within the run.  Each attached window is compared
+    with the alone stretch just before it (``margin`` steps around every
+    attach and detach are left out); S is the median of those pair ratios.
+    """
+    stream = os.path.join(folder, f"sim_{tag}")
+    xml = procs.sim_xml(folder, readers=0, queue=3, policy="Discard")
+    timing = os.path.join(folder, f"timing_{tag}.csv")
+    total = 40 * window_steps * windows  # ample: the run ends when the windows are done (see below)
+    sim = procs.start(pinned([PY, procs.SIM, "--xml", xml, "--stream", stream, "--size", str(size), "--steps",
+                              str(total), "--blobs", "6", "--timing-csv", timing, "--stop-file",
+                              os.path.join(folder, f"stop_{tag}"), *sim_args], 0), folder, f"sim_{tag}.log")
+    spans: list[tuple[int, int]] = []
+    try:
+        time.sleep(1.5)  # an alone stretch before the first window
+        for k in range(windows):
+            jobfile = procs.write_job(folder, stream, name=f"job_{tag}{k}.toml", catalog=os.path.join(folder, f"cat_{tag}{k}.bp"),
+                                      analyzers=DETECT_TRACK, step_timeout_s=120, open_timeout_s=60)
+            with open(jobfile) as fh:
+                text = fh.read()
+            text = text.replace("[stream]\n", f"[stream]\nmax_steps = {window_steps}\n", 1)  # one window
+            with open(jobfile, "w") as fh:
+                fh.write(text)
+            summary = os.path.join(folder, f"summary_{tag}{k}.json")
+            job = procs.start(pinned([procs.INTRANSIT, "run", jobfile, "--summary-json", summary], 1), folder,
+                              f"analytics_{tag}{k}.log")
+            s = finish({"proc": job, "summary": summary})
+            spans.append((int(s["first_step"]), int(s["last_step"])))
+            time.sleep(0.5)
+    finally:
+        with open(os.path.join(folder, f"stop_{tag}"), "w"):
+            pass  # the simulation ends at its next step and writes its timings
+        rc = procs.wait(sim, 300)
+        procs.remove_contact_files(folder)
+    if rc != 0:
+        raise RuntimeError(procs.read_log(folder, f"sim_{tag}.log")[-2000:])
+    with open(timing) as fh:
+        times = {int(r["step"]): float(r["step_ms"]) for r in csv.DictReader(fh)}
+    pairs, attached_all, alone_all = [], [], []
+    previous_end = 20  # the simulation's first steps warm up
+    for first, last in spans:
+        alone = [times[i] for i in range(previous_end + margin, first - margin) if i in times]
+        attached = [times[i] for i in range(first + margin, last - margin + 1) if i in times]
+        if len(alone) >= 20 and len(attached) >= 20:
+            pairs.append(statistics.median(attached) / statistics.median(alone) - 1)
+            alone_all += alone
+            attached_all += attached
+        previous_end = last + 1
+    if not pairs:
+        raise RuntimeError(f"no usable attached/alone windows in {tag}: spans {spans}")
+    return {"sim_slowdown": round(statistics.median(pairs), 4), "pairs": [round(x, 4) for x in pairs],
+            "step_ms_median": {"alone": round(statistics.median(alone_all), 3),
+                               "attached": round(statistics.median(attached_all), 3)},
+            "steps": {"alone": len(alone_all), "attached": len(attached_all)}}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer steps and sizes: about three minutes")
@@ -227,7 +292,11 @@ def main() -> int:
             for k in range(e_pairs):
                 sub = os.path.join(folder, f"e{size}_{k}")
                 os.makedirs(sub)
-                e_runs.append((bare_rate(sub, size, steps), intransit_rate(sub, size, steps)))
+                if k % 2 == 0:  # ABBA order: a drift over the run favours neither side
+                    e_runs.append((bare_rate(sub, size, steps), intransit_rate(sub, size, steps)))
+                else:
+                    ours = intransit_rate(sub, size, steps)
+                    e_runs.append((bare_rate(sub, size, steps), ours))
             ratios = [o / b for b, o in e_runs]
             bare = statistics.median(b for b, _ in e_runs)
             ours = statistics.median(o for _, o in e_runs)
@@ -250,8 +319,12 @@ def main() -> int:
         sim_steps, pairs = (150, 3) if a.quick else (400, 5)
         per_pair, medians = [], {"alone": [], "attached": []}
         for k in range(pairs):
-            alone, _ = sim_step_ms(folder, f"alone{k}", 256, sim_steps, attach=False)
-            attached, _ = sim_step_ms(folder, f"attached{k}", 256, sim_steps, attach=True)
+            if k % 2 == 0:  # ABBA order, as for E
+                alone, _ = sim_step_ms(folder, f"alone{k}", 256, sim_steps, attach=False)
+                attached, _ = sim_step_ms(folder, f"attached{k}", 256, sim_steps, attach=True)
+            else:
+                attached, _ = sim_step_ms(folder, f"attached{k}", 256, sim_steps, attach=True)
+                alone, _ = sim_step_ms(folder, f"alone{k}", 256, sim_steps, attach=False)
             medians["alone"].append(statistics.median(alone))
             medians["attached"].append(statistics.median(attached))
             per_pair.append(statistics.median(attached) / statistics.median(alone) - 1)
@@ -262,6 +335,13 @@ def main() -> int:
         print(f"simulation 256² median step: alone {out['sim_step_ms_median']['alone']:.2f} ms, attached "
               f"{out['sim_step_ms_median']['attached']:.2f} ms → S = {out['sim_slowdown']:+.3f} "
               f"(median of {pairs} pairs: {out['sim_slowdown_pairs']})", flush=True)
+
+        if not a.quick:
+            inter = sim_slowdown_interleaved(folder, "inter", 256, windows=6, window_steps=250)
+            out["sim_slowdown_interleaved"] = inter["sim_slowdown"]
+            out["sim_slowdown_interleaved_detail"] = inter
+            print(f"simulation 256², analytics attaching and leaving within one run: S = {inter['sim_slowdown']:+.3f} "
+                  f"(pairs {inter['pairs']}, medians {inter['step_ms_median']})", flush=True)
 
         # The same with the turbulence computed at full resolution (hw2d at 256², no
         # upsampling): ten times the compute per published byte, as in production codes.

@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_nonneg_int, default=0)
     g.add_argument("--sleep", type=_nonneg_float, default=0.0, help="seconds to sleep per step (pacing)")
     g.add_argument("--truth", default=None, help="write ground truth CSV here")
+    g.add_argument("--stop-file", default=None, metavar="PATH",
+                   help="end cleanly (stream closed, timings written) once PATH exists; looked for every 10 steps")
     g.add_argument("--timing-csv", default=None, metavar="PATH",
                    help="write step,step_ms per step: wall time of the whole step-loop iteration (physics, "
                         "ADIOS2 Begin/Put/EndStep, truth rows, steering poll; not the --sleep pacing)")
@@ -638,6 +640,11 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
         for step in range(a.steps):
             if stop["signum"]:
                 break
+            if a.stop_file and step % 10 == 0:
+                found = os.path.exists(a.stop_file) if rank == 0 else None
+                if (comm.bcast(found, root=0) if comm is not None else found):
+                    log.info("stop file %s found: ending after %d steps", a.stop_file, step)
+                    break
             t0 = time.perf_counter()
             if turb is not None:
                 if step:

@@ -175,3 +175,16 @@ def test_bad_arguments(tmp_path, args, message):
     assert p.returncode == 2
     assert message in p.stderr, p.stderr
     assert not (tmp_path / "x.bp").exists()
+
+
+def test_stop_file_ends_the_run_cleanly_with_its_timings(tmp_path):
+    # The transport benchmark ends a long simulation this way once its measurements are done.
+    stop = tmp_path / "stop"
+    stop.touch()
+    timing = tmp_path / "timing.csv"
+    p = subprocess.run([*_cmd(tmp_path, "stopped", "--size", "64", "--steps", "500", "--blobs", "1"),
+                        "--stop-file", str(stop), "--timing-csv", str(timing)],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "wrote 0 steps" in p.stderr, p.stderr
+    assert timing.read_text().splitlines() == ["step,step_ms"]
