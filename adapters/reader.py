@@ -43,6 +43,9 @@ ADIOS_DTYPES = {
 }
 
 
+#: Longest pause between two polls of an SST stream for its next step (seconds).
+POLL_MAX_PAUSE_S = 0.002
+
 #: How many reads of a global array reuse its block layout before the writer's
 #: block list is looked at again (see ``AdiosStepReader._layout``).
 LAYOUT_RECHECK_STEPS = 64
@@ -120,6 +123,9 @@ class AdiosStepReader:
         if engine:
             self._io.set_engine(engine)
         self.engine_type = self._io.engine_type() or "BP5"
+        # SST's wait for the first step polls (see _poll_for_step); a cohort's BeginStep
+        # is collective, so its ranks cannot poll independently and keep SST's own wait.
+        self._poll_waits = cohort is None and self.engine_type.upper() == "SST"
         if self.engine_type.upper() == "SST":
             self._io.set_parameter("OpenTimeoutSecs", str(max(1, int(round(open_timeout_s)))))
             problem = transport_problem(_parameter(self._io, "DataTransport"))
@@ -168,14 +174,43 @@ class AdiosStepReader:
                   f" as one reader cohort of {n_ranks} ranks" if cohort is not None else "")
 
     def begin_step(self, timeout_s: float) -> StepStatus:
-        status = self._engine.impl.BeginStep(self._bindings.StepMode.Read, float(timeout_s))
+        if self._poll_waits:
+            status = self._poll_for_step(float(timeout_s))
+        else:
+            status = self._engine.impl.BeginStep(self._bindings.StepMode.Read, float(timeout_s))
         if status == self._bindings.StepStatus.OK:
+            self._poll_waits = False  # from the second step on, SST's own wait (see _poll_for_step)
             return StepStatus.OK
         if status == self._bindings.StepStatus.EndOfStream:
             return StepStatus.END
         if status == self._bindings.StepStatus.NotReady:
             return StepStatus.TIMEOUT
         raise StreamError(f"ADIOS2 reported {status} on stream {self.stream!r}")
+
+    def _poll_for_step(self, timeout_s: float) -> Any:
+        """Wait for the first step by polling ``BeginStep`` with a zero timeout.
+
+        Readers crashed with SIGSEGV inside SST's own timed wait for the
+        *first* step, while the writer was still starting (twice in our CI,
+        about once in 40 runs of the multi-rank SST tests); SST's timed wait
+        schedules a timer task and frees it on timeout without removing it
+        (ADIOS2 issue #1862).  A zero timeout schedules no timer.  Pauses grow
+        from 50 µs to POLL_MAX_PAUSE_S.  Later steps use SST's blocking wait:
+        polling there added a pause to every step a reader waits for (E at
+        256² fell to 0.78; steering lag p99 1 → 2 steps).
+        """
+        begin, mode, not_ready = self._engine.impl.BeginStep, self._bindings.StepMode.Read, self._bindings.StepStatus.NotReady
+        status = begin(mode, 0.0)
+        if status != not_ready or timeout_s == 0:
+            return status
+        deadline = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
+        pause = 50e-6
+        while True:
+            time.sleep(pause)
+            status = begin(mode, 0.0)
+            if status != not_ready or time.monotonic() >= deadline:
+                return status
+            pause = min(2 * pause, POLL_MAX_PAUSE_S)
 
     def current_step(self) -> int:
         return int(self._engine.current_step())

@@ -1,9 +1,12 @@
 """AdiosStepReader on real BP5 files: a writer decomposition that changes between
-steps (read by box, layout re-derived); local arrays refused by name."""
+steps (read by box, layout re-derived); local arrays refused by name; the wait for the
+first SST step (zero-timeout polls, on a stand-in engine)."""
 
 from __future__ import annotations
 
 import os
+import time
+import types
 
 import numpy as np
 import pytest
@@ -83,3 +86,46 @@ def test_local_arrays_are_refused_with_a_clear_message(tmp_path):
     with pytest.raises(reader_mod.StreamError, match="local array.*global arrays.*shape"):
         r.read("density")
     r.close()
+
+
+class _FakeImpl:
+    """An engine whose BeginStep is NotReady ``not_ready`` times, then OK; records each timeout."""
+
+    def __init__(self, not_ready: int) -> None:
+        self.not_ready = not_ready
+        self.timeouts: list[float] = []
+
+    def BeginStep(self, mode, timeout):  # noqa: N802 (ADIOS2's name)
+        from adios2 import bindings
+
+        self.timeouts.append(timeout)
+        if len(self.timeouts) <= self.not_ready:
+            return bindings.StepStatus.NotReady
+        return bindings.StepStatus.OK
+
+
+def _polling_reader(not_ready: int) -> AdiosStepReader:
+    from adios2 import bindings
+
+    reader = object.__new__(AdiosStepReader)  # the wait logic only: no stream behind it
+    reader._bindings = bindings
+    reader._engine = types.SimpleNamespace(impl=_FakeImpl(not_ready))
+    reader._poll_waits = True
+    reader.stream = "fake"
+    return reader
+
+
+def test_first_step_is_awaited_by_zero_timeout_polls_then_sst_waits_itself():
+    reader = _polling_reader(not_ready=4)
+    assert reader.begin_step(30.0) is StepStatus.OK
+    assert reader._engine.impl.timeouts == [0.0] * 5  # never SST's timed wait for the first step
+    assert reader.begin_step(30.0) is StepStatus.OK
+    assert reader._engine.impl.timeouts[-1] == 30.0  # later steps: one blocking wait
+
+
+def test_polling_for_the_first_step_times_out():
+    reader = _polling_reader(not_ready=10**9)
+    t = time.monotonic()
+    assert reader.begin_step(0.05) is StepStatus.TIMEOUT
+    assert 0.05 <= time.monotonic() - t < 1.0
+    assert set(reader._engine.impl.timeouts) == {0.0}
