@@ -229,12 +229,8 @@ def sim_slowdown_interleaved(folder: str, tag: str, size: int, windows: int, win
         time.sleep(1.5)  # an alone stretch before the first window
         for k in range(windows):
             jobfile = procs.write_job(folder, stream, name=f"job_{tag}{k}.toml", catalog=os.path.join(folder, f"cat_{tag}{k}.bp"),
-                                      analyzers=DETECT_TRACK, step_timeout_s=120, open_timeout_s=60)
-            with open(jobfile) as fh:
-                text = fh.read()
-            text = text.replace("[stream]\n", f"[stream]\nmax_steps = {window_steps}\n", 1)  # one window
-            with open(jobfile, "w") as fh:
-                fh.write(text)
+                                      analyzers=DETECT_TRACK, step_timeout_s=120, open_timeout_s=60,
+                                      max_steps=window_steps)  # one attached window
             summary = os.path.join(folder, f"summary_{tag}{k}.json")
             job = procs.start(pinned([procs.INTRANSIT, "run", jobfile, "--summary-json", summary], 1), folder,
                               f"analytics_{tag}{k}.log")

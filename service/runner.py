@@ -274,6 +274,7 @@ def run_job(
                                 flush_interval_s=cfg.output.catalog_flush_s)
 
     split_waits = cfg.output.catalog_flush_s > 0 and not getattr(reader, "collective_steps", False)
+    on_idle = catalog.flush if catalog is not None else None
     t_start = time.perf_counter()
     t_first_done: float | None = None
     t_last_done = 0.0
@@ -281,7 +282,7 @@ def run_job(
         while cfg.stream.max_steps == 0 or index < cfg.stream.max_steps:
             t0 = time.perf_counter()
             status, step = _begin_agreed(reader, comm, cfg.stream.step_timeout_s, split=split_waits,
-                                         on_idle=catalog.flush if catalog is not None else None)
+                                         on_idle=on_idle)
             if status is StepStatus.END:
                 summary.end_reason = "end of stream"
                 break

@@ -64,8 +64,9 @@ def write_job(
     step_timeout_s: float = 30,
     open_timeout_s: float = 120,
     analyzers: str | None = None,
+    max_steps: int = 0,
 ) -> str:
-    """A job config over the reference simulation's density field."""
+    """A job config over the reference simulation's density field (``max_steps`` 0: to the end)."""
     xml = os.path.join(ROOT, "xml_configs", "analytics.xml" if engine in (None, "SST") else "replay_bp5.xml")
     analyzers = analyzers or DETECT_TRACK
     text = f"""
@@ -75,6 +76,7 @@ def write_job(
         variables = ["density"]
         step_timeout_s = {step_timeout_s}
         open_timeout_s = {open_timeout_s}
+        max_steps = {max_steps}
         {f'engine = "{engine}"' if engine else ''}
         {textwrap.dedent(analyzers)}
         [output]
