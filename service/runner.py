@@ -274,7 +274,7 @@ def run_job(
                                 flush_interval_s=cfg.output.catalog_flush_s)
 
     split_waits = cfg.output.catalog_flush_s > 0 and not getattr(reader, "collective_steps", False)
-    on_idle = catalog.flush if catalog is not None else None
+    on_idle = catalog.flush_when_idle if catalog is not None else None
     t_start = time.perf_counter()
     t_first_done: float | None = None
     t_last_done = 0.0
@@ -390,6 +390,7 @@ def run_job(
             analyzer.close()
         if catalog is not None:
             catalog.close()
+            summary.extras["catalog_bp5_steps"] = catalog.batches_written
         if steering_writer is not None:
             steering_writer.close()
 

@@ -4,6 +4,7 @@ must not depend on how the steps were batched, and nothing may stay unwritten.""
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -95,21 +96,28 @@ def test_catalog_holds_fast_steps_until_the_interval_or_the_batch_limit(tmp_path
 
 
 class _StallingReader(MemoryStepReader):
-    """Has no step ready once (the poll before the step at ``stall_before``), then goes on."""
+    """Has no step ready once (the poll before the step at ``stall_before``), then goes on.
 
-    def __init__(self, steps, stall_before: int) -> None:
+    Each step it hands out takes ``pace_s`` to arrive (a stream of that many
+    seconds per step).
+    """
+
+    def __init__(self, steps, stall_before: int, pace_s: float = 0.0) -> None:
         super().__init__(steps)
         self.stall_before = stall_before
+        self.pace_s = pace_s
         self.waits: list[float] = []
 
     def begin_step(self, timeout_s: float) -> StepStatus:
         self.waits.append(timeout_s)
         if self._pos + 1 == self.stall_before and len(self.waits) == self.stall_before + 1:
             return StepStatus.TIMEOUT
+        time.sleep(self.pace_s)
         return super().begin_step(timeout_s)
 
 
-def test_runner_writes_pending_catalog_steps_when_the_stream_pauses(tmp_path, monkeypatch):
+def _run_with_flush_spy(tmp_path, monkeypatch, reader) -> list[int]:
+    """Runs a no-op job on ``reader``; returns the pending count at each catalog write."""
     flushed_with: list[int] = []
     original = CatalogWriter.flush
 
@@ -118,20 +126,53 @@ def test_runner_writes_pending_catalog_steps_when_the_stream_pauses(tmp_path, mo
         original(self)
 
     monkeypatch.setattr(CatalogWriter, "flush", spy)
-    field = np.arange(16.0).reshape(4, 4)
-    steps = [(i, {"density": ((4, 4), [((0, 0), field)])}) for i in range(6)]
     cfg = config.from_dict({
         "stream": {"name": "mem", "variables": ["density"], "step_timeout_s": 5},
         "analyzers": [{"type": "noop"}],
         "output": {"catalog": str(tmp_path / "cat.bp"), "catalog_flush_s": 60},
     })
-    reader = _StallingReader(steps, stall_before=4)
     summary = run_job(cfg, SerialComm(), reader_factory=lambda c, r, s, comm: reader)
     assert summary.steps_analyzed == 6
+    assert [r["step"] for r in read_catalog(str(tmp_path / "cat.bp")).steps] == list(range(6))
+    return flushed_with
+
+
+def test_runner_writes_pending_catalog_steps_when_the_stream_pauses(tmp_path, monkeypatch):
+    field = np.arange(16.0).reshape(4, 4)
+    steps = [(i, {"density": ((4, 4), [((0, 0), field)])}) for i in range(6)]
+    # Steps 10 ms apart: four of them (40 ms) are older than the idle-write age.
+    reader = _StallingReader(steps, stall_before=4, pace_s=0.01)
+    flushed_with = _run_with_flush_spy(tmp_path, monkeypatch, reader)
     # Four steps analyzed, then a pause: they were written before waiting, the rest at the end.
     assert flushed_with == [4, 2]
     assert reader.waits[:6] == [0.0] * 5 + [5.0]  # a zero-timeout poll, then the full step timeout
-    assert [r["step"] for r in read_catalog(str(tmp_path / "cat.bp")).steps] == list(range(6))
+
+
+def test_runner_does_not_write_the_catalog_at_every_short_gap_of_a_fast_stream(tmp_path, monkeypatch):
+    field = np.arange(16.0).reshape(4, 4)
+    steps = [(i, {"density": ((4, 4), [((0, 0), field)])}) for i in range(6)]
+    monkeypatch.setattr(catalog_module, "IDLE_FLUSH_MIN_AGE_S", 30.0)  # the run is far younger than this
+    reader = _StallingReader(steps, stall_before=4)  # four fast steps, then a gap
+    flushed_with = _run_with_flush_spy(tmp_path, monkeypatch, reader)
+    assert flushed_with == [6]  # one write, at the end: the gap came before the idle-write age
+    assert reader.waits[:6] == [0.0] * 5 + [5.0]
+
+
+def test_idle_catalog_write_waits_for_the_age_then_writes_what_is_pending(tmp_path):
+    writer = CatalogWriter(str(tmp_path / "c.bp"), SCHEMAS, flush_interval_s=3600.0)
+    steps = _steps(3)
+    writer.flush_when_idle()  # nothing pending
+    writer.write_step(**steps[0])
+    writer.flush_when_idle()  # younger than the idle-write age: held
+    assert (writer.pending, writer.batches_written) == (1, 0)
+    time.sleep(catalog_module.IDLE_FLUSH_MIN_AGE_S * 1.5)
+    writer.write_step(**steps[1])
+    writer.flush_when_idle()
+    assert (writer.pending, writer.batches_written, writer.steps_written) == (0, 1, 2)
+    writer.flush_when_idle()  # nothing pending again: no empty BP5 step
+    assert writer.batches_written == 1
+    writer.close()
+    assert [r["step"] for r in read_catalog(str(tmp_path / "c.bp")).steps] == [s["step"] for s in steps[:2]]
 
 
 def test_catalog_flush_interval_is_checked(tmp_path):
