@@ -5,6 +5,9 @@
   preallocated buffer, end_step), each reading its own run of the same writer,
   at 256², 1024², 2048² float64; the median of alternating pairs (each pair's
   ratio in ``transport_efficiency_pairs``).
+  ``transport_efficiency_interleaved``: the same ratio at 256² inside one
+  reader process that alternates chunks of the bare loop and intransit's
+  loop on one stream (the host's drift cancels; what differs is our loop).
 * ``copy_efficiency`` = the bare reader's GB/s ÷ a memcpy probe (numpy copy of
   the same array size).
 * ``sim_slowdown`` S = median step time of the reference simulation with the
@@ -100,6 +103,82 @@ def role_bare_reader(stream: str) -> None:
     print(json.dumps({"steps": n, "seconds": elapsed}))
 
 
+def role_interleaved_reader(stream: str, folder: str, pairs: int, chunk_steps: int) -> None:
+    """The bare loop and intransit's loop take turns on one stream, in one process. Prints JSON.
+
+    Separate bare and intransit runs a few seconds apart differ by ±30 % on
+    this shared machine, more than the loop's cost.  Here one reader process
+    holds one SST reader of one writer and alternates chunks of
+    ``chunk_steps`` steps: the bare loop (as ``role_bare_reader``) and
+    ``run_job`` with the no-op analyzer and its catalog, on the same engine
+    (ABBA order).  What differs between the two is only intransit's loop.
+    """
+    import logging
+
+    from adios2 import bindings
+
+    from intransit.adapters.reader import AdiosStepReader
+    from intransit.service import config
+    from intransit.service.allocator import tune_for_streaming
+    from intransit.service.comm import SerialComm
+    from intransit.service.runner import run_job
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # what `intransit run` logs, by default
+    tune_for_streaming()  # as `intransit run` does, so both loops see the same allocator
+    reader = AdiosStepReader(stream=stream, xml=os.path.join(ROOT, "xml_configs", "analytics.xml"),
+                             io_name="SimulationOutput", open_timeout_s=60)
+    engine, io = reader._engine, reader._io  # the bare loop drives the same ADIOS2 engine directly
+
+    class Kept:
+        """The reader, shared by every chunk: ``run_job`` closing it ends nothing."""
+
+        def __getattr__(self, name: str):
+            return getattr(reader, name)
+
+        def close(self) -> None:
+            pass
+
+    buf = None
+
+    def bare_chunk() -> float:
+        nonlocal buf
+        t_first = t_last = 0.0
+        for i in range(chunk_steps):
+            if engine.impl.BeginStep(bindings.StepMode.Read, 60.0) != bindings.StepStatus.OK:
+                raise RuntimeError("the writer ended before the bare chunk")
+            var = io.inquire_variable("density")
+            if buf is None:
+                buf = np.empty(var.shape(), dtype=np.float64)
+            var.set_selection([[0, 0], list(buf.shape)])
+            engine.get(var, buf, bindings.Mode.Sync)
+            engine.end_step()
+            t_last = time.perf_counter()
+            t_first = t_first or t_last
+        return (chunk_steps - 1) / (t_last - t_first)
+
+    def intransit_chunk(k: int) -> float:
+        cfg = config.from_dict({
+            "stream": {"name": stream, "variables": ["density"], "step_timeout_s": 60, "max_steps": chunk_steps},
+            "analyzers": [{"type": "noop"}],
+            "output": {"catalog": os.path.join(folder, f"interleaved_{k}.bp")},
+        })
+        s = run_job(cfg, SerialComm(), reader_factory=lambda *_: Kept())
+        return s.steps_analyzed_steady / s.elapsed_seconds
+
+    bare_chunk()  # warm-up: first steps, buffers, layout
+    rates = []
+    for k in range(pairs):
+        if k % 2 == 0:
+            rates.append((bare_chunk(), intransit_chunk(k)))
+        else:
+            ours = intransit_chunk(k)
+            rates.append((bare_chunk(), ours))
+    while reader.begin_step(60.0).name == "OK":  # drain to the writer's end
+        reader.end_step()
+    reader.close()
+    print(json.dumps({"pairs": rates}))
+
+
 # -- helpers ------------------------------------------------------------------
 def run_writer(folder: str, stream: str, size: int, steps: int, readers: int, blocks: int = 4) -> subprocess.Popen:
     xml = procs.sim_xml(folder, readers=readers, queue=2, policy="Block")
@@ -118,6 +197,25 @@ def bare_rate(folder: str, size: int, steps: int) -> float:
     procs.wait(writer, 60)
     r = json.loads(out.strip().splitlines()[-1])
     return r["steps"] / r["seconds"]
+
+
+def interleaved_efficiency(folder: str, size: int, pairs: int, chunk_steps: int) -> dict:
+    """E from one reader process alternating the bare loop and intransit's (``role_interleaved_reader``)."""
+    os.makedirs(folder, exist_ok=True)
+    stream = os.path.join(folder, f"inter{size}")
+    total = (2 * pairs + 1) * chunk_steps + 5
+    reader = subprocess.Popen(pinned([PY, __file__, "--role", "interleaved", stream, folder, str(pairs), str(chunk_steps)], 1),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    writer = run_writer(folder, stream, size, total, readers=1)
+    out, err = reader.communicate(timeout=600)
+    if reader.returncode:
+        raise RuntimeError(f"interleaved reader failed: {err[-2000:]}")
+    procs.wait(writer, 60)
+    rates = json.loads(out.strip().splitlines()[-1])["pairs"]
+    ratios = [o / b for b, o in rates]
+    return {"transport_efficiency": round(statistics.median(ratios), 3), "pairs": [round(r, 3) for r in ratios],
+            "bare_steps_per_s": round(statistics.median(b for b, _ in rates), 1),
+            "intransit_steps_per_s": round(statistics.median(o for _, o in rates), 1)}
 
 
 def job_summary(folder: str, tag: str, stream: str, analyzers: str, ranks: int = 1, engine: str | None = None) -> dict:
@@ -272,6 +370,8 @@ def main() -> int:
     if a.role:
         if a.role[0] == "writer":
             role_writer(a.role[1], int(a.role[2]), int(a.role[3]), int(a.role[4]), a.role[5])
+        elif a.role[0] == "interleaved":
+            role_interleaved_reader(a.role[1], a.role[2], int(a.role[3]), int(a.role[4]))
         else:
             role_bare_reader(a.role[1])
         return 0
@@ -308,6 +408,12 @@ def main() -> int:
             print(f"{size}²: bare {bare:.1f} steps/s, intransit {ours:.1f} steps/s → E = "
                   f"{statistics.median(ratios):.3f} (pairs {[round(r, 3) for r in ratios]})", flush=True)
         out["transport_efficiency"] = min(v["transport_efficiency"] for v in out["sizes"].values())
+        inter_pairs, inter_steps = (10, 300) if a.quick else (30, 500)
+        inter_e = interleaved_efficiency(os.path.join(folder, "inter"), 256, inter_pairs, inter_steps)
+        out["transport_efficiency_interleaved"] = inter_e
+        print(f"256², one reader process alternating the bare loop and intransit's ({inter_pairs} pairs of "
+              f"{inter_steps} steps): E = {inter_e['transport_efficiency']:.3f} ({inter_e['bare_steps_per_s']} vs "
+              f"{inter_e['intransit_steps_per_s']} steps/s)", flush=True)
         out["copy_efficiency"] = min(v["copy_efficiency"] for v in out["sizes"].values())
 
         # Alone and attached runs alternate, and S is the median over the pairs: one

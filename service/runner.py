@@ -73,6 +73,9 @@ class RunSummary:
     catalog: str = ""
     commands: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     steps_analyzed_steady: int = 0
+    #: CPU time of this process (all its threads: ours, ADIOS2's, the analyzers') over
+    #: the same steady interval: how much of its cores the analytics use per step.
+    cpu_seconds: float = 0.0
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -275,8 +278,10 @@ def run_job(
 
     split_waits = cfg.output.catalog_flush_s > 0 and not getattr(reader, "collective_steps", False)
     on_idle = catalog.flush_when_idle if catalog is not None else None
+    debug = log.isEnabledFor(logging.DEBUG)  # once: the per-step line costs even when filtered out
     t_start = time.perf_counter()
     t_first_done: float | None = None
+    cpu_first_done = cpu_end = 0.0
     t_last_done = 0.0
     try:
         while cfg.stream.max_steps == 0 or index < cfg.stream.max_steps:
@@ -362,15 +367,17 @@ def run_job(
                 catalog.write_step(step=step, index=index, dropped=dropped, seconds=seconds, results=results, extra=extra)
                 if on_step is not None:
                     on_step(step, index, results)
-            log.debug(
-                "step %d (index %d): wait %.4f read %.4f analyze %.4f s, dropped %d",
-                step, index, t_wait - t0, t_read - t_wait, t_done - t_read, dropped,
-            )
+            if debug:
+                log.debug(
+                    "step %d (index %d): wait %.4f read %.4f analyze %.4f s, dropped %d",
+                    step, index, t_wait - t0, t_read - t_wait, t_done - t_read, dropped,
+                )
             if rank == 0 and (index % 25 == 0 or dropped):
                 log.info("step %d analyzed (index %d)%s", step, index, f", {dropped} dropped before it" if dropped else "")
             step_seconds.append(seconds)
             if t_first_done is None:
                 t_first_done = t_done
+                cpu_first_done = time.process_time()
             t_last_done = t_done
             if rank == 0 and index % 500 == 0:
                 summary.rss_mb.append((index, _rss_mb()))
@@ -383,6 +390,7 @@ def run_job(
                 save_checkpoint()
         else:
             summary.end_reason = f"max_steps {cfg.stream.max_steps} reached"
+        cpu_end = time.process_time()
         save_checkpoint()
     finally:
         reader.close()
@@ -403,6 +411,7 @@ def run_job(
     if t_first_done is not None and summary.steps_analyzed > 1:
         summary.elapsed_seconds = t_last_done - t_first_done
         summary.steps_analyzed_steady = summary.steps_analyzed - 1
+        summary.cpu_seconds = cpu_end - cpu_first_done
     if rank == 0:
         summary.rss_mb.append((index, _rss_mb()))
     if rank == 0:

@@ -77,6 +77,29 @@ def test_changed_decomposition_is_read_correctly(tmp_path, monkeypatch, recheck)
         assert (covered == 1).all(), f"step {i}: every cell read exactly once by the two ranks"
 
 
+def test_one_rank_reading_the_whole_array_does_not_recheck_the_writer_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(reader_mod, "LAYOUT_RECHECK_STEPS", 2)
+    rng = np.random.default_rng(5)
+    fields = [rng.standard_normal((24, 10)) for _ in range(6)]
+    path = os.path.join(tmp_path, "w.bp")
+    write_steps(path, fields, [2, 3, 5, 1, 4, 4])  # the writer changes its blocks between steps
+    r = AdiosStepReader(stream=path, xml=None, io_name="r", engine="BP5")
+    calls = []
+    blocks_info = r._engine.blocks_info
+    r._engine.blocks_info = lambda *a: calls.append(a) or blocks_info(*a)
+    got = []
+    while r.begin_step(5.0) == StepStatus.OK:
+        shape, blocks = r.read("density")
+        assert [(b.start, b.count) for b in blocks] == [((0, 0), (24, 10))]  # one selection: the whole array
+        got.append(blocks[0].data.copy())
+        r.end_step()
+    r.close()
+    assert len(got) == len(fields)
+    for data, field in zip(got, fields):
+        np.testing.assert_array_equal(data, field)
+    assert len(calls) == 1  # the block list was read once, for the first step
+
+
 def test_local_arrays_are_refused_with_a_clear_message(tmp_path):
     rng = np.random.default_rng(4)
     path = os.path.join(tmp_path, "l.bp")
