@@ -19,8 +19,9 @@ Every step in one BP5 step has the same columns: a step where an analyzer
 failed (it has no scores that step) or whose scores differ goes to a
 BP5 step of its own within the same write.
 
-Why batches: a BP5 step costs ~6 µs plus ~1.5 µs per variable, ~20–30 µs for a
-small pipeline, which is 10 % of the analytics' time when a stream delivers
+Why batches: a BP5 step of a small pipeline's columns (eight variables) costs
+70–120 µs of the analytics' time on our development machine (~0.9 ms for the
+first, which defines the variables), a third of a step when a stream delivers
 3000 steps/s (docs/performance.md).  A batch is written as soon as
 ``flush_interval_s`` has passed since the previous write, so a stream slower
 than that gets one BP5 step per analyzed step, as live as before; the runner
@@ -136,7 +137,7 @@ class CatalogWriter:
         A stream about as fast as the analytics leaves it without a step ready
         every few steps, for microseconds: writing at every such gap made one
         BP5 step per 2–3 analyzed steps at 256² (1,400–2,000 for 4,000 steps)
-        and put the write (~20 µs) between the analytics and its next step.
+        and put the write (70–120 µs) between the analytics and its next step.
         With the age rule a fast stream gets at most one idle write per
         ``IDLE_FLUSH_MIN_AGE_S``; a slow one still gets each step written
         before the wait.  If the simulation pauses, only the steps analyzed in
