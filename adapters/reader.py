@@ -79,10 +79,12 @@ class _Layout:
     pieces: list[Piece]
     buffers: list[np.ndarray]
     #: Each piece's ADIOS2 selection ([start, count]), built once.
-    selections: list[list[list[int]]] = dataclasses.field(default_factory=list)
+    selections: list[list[list[int]]]
     #: This rank reads the whole global array in one selection: how the writer
     #: splits it into blocks cannot change what we read, so it is not rechecked.
-    whole: bool = False
+    #: (A writer that later leaves holes in the array is not noticed either; a
+    #: global array with holes is outside what intransit analyzes.)
+    whole: bool
 
 
 class AdiosStepReader:

@@ -51,11 +51,11 @@ def _detection_rate(field: np.ndarray, backend: str, device: str, steps: int) ->
     times = []
     for _ in range(steps):
         if cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
         t = time.perf_counter()
         detector.combine([detector.process_blocks(ctx)], ctx)
         if cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t)
     return 1.0 / statistics.median(times), len(result.events)
 
@@ -66,10 +66,10 @@ def _copy_gbps(host: Any, device: str, repeats: int = 20) -> float:
     dst = torch.empty(host.shape, dtype=host.dtype, device=device)
     best = float("inf")
     for _ in range(repeats):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
         t = time.perf_counter()
         dst.copy_(host, non_blocking=False)
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - t)
     return host.numel() * host.element_size() / best / 1e9
 

@@ -132,7 +132,7 @@ class CatalogWriter:
             self.flush()
 
     def flush_when_idle(self) -> None:
-        """Write the pending steps while the analytics waits for a step, at most once per 20 ms.
+        """Write the pending steps while the analytics waits for a step, at most every 20 ms (or ``flush_interval_s``, if shorter).
 
         A stream about as fast as the analytics leaves it without a step ready
         every few steps, for microseconds: writing at every such gap made one

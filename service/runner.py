@@ -73,8 +73,9 @@ class RunSummary:
     catalog: str = ""
     commands: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     steps_analyzed_steady: int = 0
-    #: CPU time of this process (all its threads: ours, ADIOS2's, the analyzers') over
-    #: the same steady interval: how much of its cores the analytics use per step.
+    #: CPU time of this process (all its threads: ours, ADIOS2's, the analyzers') from the
+    #: end of the first analyzed step to the end of the loop (for a stream that ends, the
+    #: wait for its end included): how much of its cores the analytics use per step.
     cpu_seconds: float = 0.0
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -133,8 +134,11 @@ def _begin_step(reader: StepReader, timeout_s: float, split: bool, on_idle: Call
     """``reader.begin_step``; with ``split``, a poll first and, if no step is ready, ``on_idle`` before waiting.
 
     The catalog holds fast steps in memory between writes; this writes them
-    out in time we would spend waiting anyway, so a catalog never lags a
-    paused simulation.  The poll uses a zero timeout on purpose: an SST
+    out in time we would spend waiting anyway (``flush_when_idle``: unless the
+    last write is under 20 ms old, so a fast stream's microsecond gaps do not
+    each cost a write).  A simulation that pauses therefore has all its steps
+    in the catalog except those analyzed in the last 20 ms before the pause,
+    which follow when it resumes or the job ends.  The poll uses a zero timeout on purpose: an SST
     ``BeginStep`` whose positive timeout expires frees its timer task while
     the task may still fire (ADIOS2 2.12 ``waitForMetadataWithTimeout``), which
     crashed the analytics now and then (docs/adios2_notes.md); a zero timeout

@@ -134,6 +134,11 @@ def _run_with_flush_spy(tmp_path, monkeypatch, reader) -> list[int]:
     summary = run_job(cfg, SerialComm(), reader_factory=lambda c, r, s, comm: reader)
     assert summary.steps_analyzed == 6
     assert [r["step"] for r in read_catalog(str(tmp_path / "cat.bp")).steps] == list(range(6))
+    assert summary.extras["catalog_bp5_steps"] == len(flushed_with)  # one BP5 step per write here
+    # CPU time is the process's, not the clock's: a stream that makes us wait costs little of it.
+    assert 0 < summary.cpu_seconds <= summary.elapsed_seconds + 0.05
+    if reader.pace_s:
+        assert summary.cpu_seconds < 0.5 * summary.elapsed_seconds
     return flushed_with
 
 
@@ -158,21 +163,33 @@ def test_runner_does_not_write_the_catalog_at_every_short_gap_of_a_fast_stream(t
     assert reader.waits[:6] == [0.0] * 5 + [5.0]
 
 
-def test_idle_catalog_write_waits_for_the_age_then_writes_what_is_pending(tmp_path):
+def test_idle_catalog_write_waits_for_the_age_then_writes_what_is_pending(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog_module, "IDLE_FLUSH_MIN_AGE_S", 0.2)
     writer = CatalogWriter(str(tmp_path / "c.bp"), SCHEMAS, flush_interval_s=3600.0)
     steps = _steps(3)
     writer.flush_when_idle()  # nothing pending
     writer.write_step(**steps[0])
+    writer._last_flush = time.monotonic()  # the last write just now (a clock the test controls)
     writer.flush_when_idle()  # younger than the idle-write age: held
     assert (writer.pending, writer.batches_written) == (1, 0)
-    time.sleep(catalog_module.IDLE_FLUSH_MIN_AGE_S * 1.5)
     writer.write_step(**steps[1])
+    writer._last_flush = time.monotonic() - 0.3  # the last write older than the age
     writer.flush_when_idle()
     assert (writer.pending, writer.batches_written, writer.steps_written) == (0, 1, 2)
     writer.flush_when_idle()  # nothing pending again: no empty BP5 step
     assert writer.batches_written == 1
     writer.close()
     assert [r["step"] for r in read_catalog(str(tmp_path / "c.bp")).steps] == [s["step"] for s in steps[:2]]
+
+
+def test_idle_catalog_write_follows_a_flush_interval_shorter_than_the_idle_age(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog_module, "IDLE_FLUSH_MIN_AGE_S", 30.0)
+    writer = CatalogWriter(str(tmp_path / "c.bp"), SCHEMAS, flush_interval_s=0.1)
+    writer.write_step(**_steps(1)[0])
+    writer._last_flush = time.monotonic() - 0.15  # older than the interval, far younger than the idle age
+    writer.flush_when_idle()
+    assert (writer.pending, writer.batches_written) == (0, 1)
+    writer.close()
 
 
 def test_catalog_flush_interval_is_checked(tmp_path):

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from gpu_section import gpu_section  # noqa: E402
+from benchmarks.gpu_section import gpu_section
 
 torch = pytest.importorskip("torch")
 
