@@ -75,6 +75,17 @@ def role_writer(stream: str, size: int, steps: int, blocks: int, xml: str) -> No
     engine.close()
 
 
+def bare_step(engine, io, buf: np.ndarray | None, sync) -> np.ndarray:
+    """The bare reader's work in a step it began: the array into a preallocated buffer, then EndStep."""
+    var = io.inquire_variable("density")
+    if buf is None:
+        buf = np.empty(var.shape(), dtype=np.float64)
+    var.set_selection([[0, 0], list(buf.shape)])
+    engine.get(var, buf, sync)
+    engine.end_step()
+    return buf
+
+
 def role_bare_reader(stream: str) -> None:
     """The baseline: the least a Python SST reader can do per step. Prints JSON."""
     import adios2
@@ -89,12 +100,7 @@ def role_bare_reader(stream: str) -> None:
         status = engine.impl.BeginStep(bindings.StepMode.Read, 60.0)
         if status != bindings.StepStatus.OK:
             break
-        var = io.inquire_variable("density")
-        if buf is None:
-            buf = np.empty(var.shape(), dtype=np.float64)
-        var.set_selection([[0, 0], list(buf.shape)])
-        engine.get(var, buf, bindings.Mode.Sync)
-        engine.end_step()
+        buf = bare_step(engine, io, buf, bindings.Mode.Sync)
         if t_first is None:
             t_first = time.perf_counter()  # rate from the first step on: excludes the rendezvous
         else:
@@ -157,12 +163,7 @@ def role_interleaved_reader(stream: str, folder: str, pairs: int, chunk_steps: i
         for i in range(chunk_steps):
             if engine.impl.BeginStep(bindings.StepMode.Read, 60.0) != bindings.StepStatus.OK:
                 raise RuntimeError("the writer ended before the bare chunk")
-            var = io.inquire_variable("density")
-            if buf is None:
-                buf = np.empty(var.shape(), dtype=np.float64)
-            var.set_selection([[0, 0], list(buf.shape)])
-            engine.get(var, buf, bindings.Mode.Sync)
-            engine.end_step()
+            buf = bare_step(engine, io, buf, bindings.Mode.Sync)
             t_last = time.perf_counter()
             if i == skip:
                 t_from = t_last
