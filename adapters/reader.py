@@ -78,13 +78,18 @@ class _Layout:
     global_shape: tuple[int, ...]
     pieces: list[Piece]
     buffers: list[np.ndarray]
-    #: Each piece's ADIOS2 selection ([start, count]), built once.
-    selections: list[list[list[int]]]
+    #: Each piece's ADIOS2 selection ([start, count]), derived once from ``pieces``.
+    selections: list[list[list[int]]] = dataclasses.field(init=False)
     #: This rank reads the whole global array in one selection: how the writer
     #: splits it into blocks cannot change what we read, so it is not rechecked.
     #: (A writer that later leaves holes in the array is not noticed either; a
     #: global array with holes is outside what intransit analyzes.)
-    whole: bool
+    whole: bool = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.selections = [[list(p.start), list(p.count)] for p in self.pieces]
+        self.whole = (len(self.pieces) == 1 and tuple(self.pieces[0].start) == (0,) * len(self.global_shape)
+                      and tuple(self.pieces[0].count) == self.global_shape)
 
 
 class AdiosStepReader:
@@ -267,9 +272,7 @@ class AdiosStepReader:
             # One read of the box my pieces tile: faster than one read per block.
             pieces = [Piece(pieces[0].block_id, box[0], box[1], False)]
         buffers = [np.empty(p.count, dtype=dtype) for p in pieces]
-        whole = len(pieces) == 1 and pieces[0].start == (0,) * len(shape) and tuple(pieces[0].count) == shape
-        layout = _Layout((raw_key, type_name, whole_axes), shape, pieces, buffers,
-                         [[list(p.start), list(p.count)] for p in pieces], whole)
+        layout = _Layout((raw_key, type_name, whole_axes), shape, pieces, buffers)
         self._layouts[variable] = layout
         log.debug("rank %d: %s layout %s, my pieces %s", self.rank, variable, shape, describe_pieces(pieces))
         return layout

@@ -138,8 +138,10 @@ def _begin_step(reader: StepReader, timeout_s: float, split: bool, on_idle: Call
     last write is under 20 ms old, so a fast stream's microsecond gaps do not
     each cost a write).  A simulation that pauses therefore has all its steps
     in the catalog except those analyzed in the last 20 ms before the pause,
-    which follow when it resumes or the job ends.  The poll uses a zero timeout on purpose: an SST
-    ``BeginStep`` whose positive timeout expires frees its timer task while
+    which follow when it resumes or the job ends.
+
+    The poll uses a zero timeout on purpose: an SST ``BeginStep`` whose
+    positive timeout expires frees its timer task while
     the task may still fire (ADIOS2 2.12 ``waitForMetadataWithTimeout``), which
     crashed the analytics now and then (docs/adios2_notes.md); a zero timeout
     sets no timer.  Not for an MPI reader cohort (``collective_steps``), whose
