@@ -23,6 +23,7 @@ import numpy as np
 
 from intransit.adapters.blocks import BlockInfo, Piece, assign_pieces, merged_box, parse_blocks_info
 from intransit.adapters.cohort import open_failure_hint, reader_communicator, transport_problem
+from intransit.adapters.sst_open import OpenPlanError, agree_open_second, wait_for_slot
 from intransit.analyzers.base import Block
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,20 @@ class _Layout:
                       and tuple(self.pieces[0].count) == self.global_shape)
 
 
+def _wait_for_contact_file(stream: str, timeout_s: float) -> str | None:
+    """Wait for the SST writer's ``<stream>.sst``; the error message if it does not appear in time."""
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(stream + ".sst") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if os.path.exists(stream + ".sst"):
+        return None
+    return (
+        f"no live SST writer for stream {stream!r} within {timeout_s:g} s "
+        f"(looked for the contact file {stream}.sst; is the simulation running with an SST engine, "
+        f"from a directory where that path resolves?)"
+    )
+
+
 class AdiosStepReader:
     """One rank's reader of an ADIOS2 stream or file, configured by XML.
 
@@ -147,19 +162,22 @@ class AdiosStepReader:
             raise StreamError(
                 f"no {self.engine_type} file or directory {stream!r} to replay; give the path the simulation wrote"
             )
+        planned_second: int | None = None
         if self.engine_type.upper() == "SST":
-            # Wait for the writer's contact file ourselves, then Open: SST's own
-            # wait loop inside Open crashed (SIGSEGV) now and then with two
-            # readers per mpiexec on this machine; this also keeps the timeout ours.
-            deadline = time.monotonic() + open_timeout_s
-            while not os.path.exists(stream + ".sst") and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if not os.path.exists(stream + ".sst"):
-                raise StreamError(
-                    f"no live SST writer for stream {stream!r} within {open_timeout_s:g} s "
-                    f"(looked for the contact file {stream}.sst; is the simulation running with an SST engine, "
-                    f"from a directory where that path resolves?)"
-                )
+            # Wait for the writer's contact file ourselves, then Open: the timeout
+            # and its message stay ours.
+            problem = _wait_for_contact_file(stream, open_timeout_s)
+            if comm is not None and comm.Get_size() > 1:
+                # Several readers of one writer: open so that no two share an
+                # EVPath connection id (adapters/sst_open.py: a shared id sent one
+                # rank's data to another, which died with SIGSEGV).
+                try:
+                    planned_second = wait_for_slot(agree_open_second(comm, problem))
+                except OpenPlanError as exc:
+                    raise StreamError(str(exc)) from None
+            elif problem:
+                raise StreamError(problem)
+        opened_at = time.time()
         try:
             self._engine = self._io.open(stream, bindings.Mode.Read)
         except RuntimeError as exc:
@@ -182,6 +200,12 @@ class AdiosStepReader:
                     f"from a directory where that path resolves?)"
                 ) from exc
             raise StreamError(f"cannot open {self.engine_type} stream {stream!r}: {_first_line(exc)}") from exc
+        #: (planned second, second ``Open`` was called in) when ranks agreed an SST open plan.
+        self.open_plan = (planned_second, int(opened_at)) if planned_second is not None else None
+        if self.open_plan is not None and self.open_plan[0] != self.open_plan[1]:
+            log.warning("rank %d opened SST stream %r in second %d, not in its planned second %d: its EVPath "
+                        "connection id may equal another rank's (docs/adios2_notes.md)",
+                        rank, stream, self.open_plan[1], self.open_plan[0])
         log.debug("rank %d opened %s stream %r%s", rank, self.engine_type, stream,
                   f" as one reader cohort of {n_ranks} ranks" if cohort is not None else "")
 
@@ -202,14 +226,15 @@ class AdiosStepReader:
     def _poll_for_step(self, timeout_s: float) -> Any:
         """Wait for the first step by polling ``BeginStep`` with a zero timeout.
 
-        Readers crashed with SIGSEGV inside SST's own timed wait for the
-        *first* step, while the writer was still starting (twice in our CI,
-        about once in 40 runs of the multi-rank SST tests); SST's timed wait
-        schedules a timer task and frees it on timeout without removing it
-        (ADIOS2 issue #1862).  A zero timeout schedules no timer.  Pauses grow
-        from 50 µs to POLL_MAX_PAUSE_S.  Later steps use SST's blocking wait:
-        polling there added a pause to every step a reader waits for (E at
-        256² fell to 0.78; steering lag p99 1 → 2 steps).
+        The first wait can be long (the writer may still be starting), and
+        SST's timed wait schedules a timer task that it frees on timeout
+        without removing it (ADIOS2 issue #1862); a zero timeout schedules no
+        timer.  (Multi-rank readers that crashed here were first blamed on
+        that timer; the cause was two readers sharing an EVPath id, which
+        ``sst_open`` now prevents.)  Pauses grow from 50 µs to
+        POLL_MAX_PAUSE_S.  Later steps use SST's blocking wait: polling there
+        added a pause to every step a reader waits for (E at 256² fell to
+        0.78; steering lag p99 1 → 2 steps).
         """
         begin, mode, not_ready = self._engine.impl.BeginStep, self._bindings.StepMode.Read, self._bindings.StepStatus.NotReady
         status = begin(mode, 0.0)
