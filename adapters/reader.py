@@ -93,13 +93,15 @@ class _Layout:
                       and tuple(self.pieces[0].count) == self.global_shape)
 
 
-def _wait_for_contact_file(stream: str, timeout_s: float) -> str | None:
-    """Wait for the SST writer's ``<stream>.sst``; the error message if it does not appear in time."""
+def _contact_file_appears(stream: str, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for the SST writer's ``<stream>.sst``; whether it is there."""
     deadline = time.monotonic() + timeout_s
     while not os.path.exists(stream + ".sst") and time.monotonic() < deadline:
         time.sleep(0.05)
-    if os.path.exists(stream + ".sst"):
-        return None
+    return os.path.exists(stream + ".sst")
+
+
+def _no_writer_message(stream: str, timeout_s: float) -> str:
     return (
         f"no live SST writer for stream {stream!r} within {timeout_s:g} s "
         f"(looked for the contact file {stream}.sst; is the simulation running with an SST engine, "
@@ -136,6 +138,60 @@ class AdiosStepReader:
         self.n_ranks = n_ranks
         self._layouts: dict[str, _Layout] = {}
         self._reads_since_check: dict[str, int] = {}
+        # With several ranks the constructor makes one exchange on every rank,
+        # whatever failed before it, so no rank waits in a collective the
+        # others skipped: a rank's problem travels in it and all ranks raise it.
+        multi = comm is not None and comm.Get_size() > 1
+        problem: str | None = None
+        try:
+            cohort = self._prepare(adios2, stream=stream, xml=xml, io_name=io_name, engine=engine,
+                                   open_timeout_s=open_timeout_s, comm=comm)
+        except StreamError as exc:
+            if not multi:
+                raise
+            problem = str(exc)
+        planned_second: int | None = None
+        if multi:
+            try:
+                slot = agree_open_second(comm, problem)
+            except OpenPlanError as exc:
+                raise StreamError(str(exc)) from None
+            if self.engine_type.upper() == "SST":
+                # Several readers of one writer: open so that no two share an
+                # EVPath connection id (adapters/sst_open.py: a shared id sent one
+                # rank's data to another, which died with SIGSEGV).
+                planned_second = wait_for_slot(slot)
+        opened_at = time.time()
+        try:
+            self._engine = self._io.open(stream, bindings.Mode.Read)
+        except RuntimeError as exc:
+            hint = open_failure_hint(str(exc))
+            if hint:
+                raise StreamError(f"cannot read {self.engine_type} stream {stream!r}: {hint}") from exc
+            if self.engine_type.upper() == "SST" and os.path.exists(stream + ".sst"):
+                # A writer's contact file is there, yet attaching failed: SST prints the
+                # reason only on the C stderr (above); the usual one is its data plane.
+                raise StreamError(
+                    f"cannot attach to the SST writer of {stream!r} (its contact file exists): "
+                    + open_failure_hint("failed to load this transport")
+                    + " (ADIOS2's own message is printed above; a stale contact file from a dead writer "
+                    "fails the same way: remove it)"
+                ) from exc
+            if self.engine_type.upper() == "SST":
+                raise StreamError(_no_writer_message(stream, open_timeout_s)) from exc
+            raise StreamError(f"cannot open {self.engine_type} stream {stream!r}: {_first_line(exc)}") from exc
+        #: (planned second, second ``Open`` was called in) when ranks agreed an SST open plan.
+        self.open_plan = (planned_second, int(opened_at)) if planned_second is not None else None
+        if self.open_plan is not None and self.open_plan[0] != self.open_plan[1]:
+            log.warning("rank %d opened SST stream %r in second %d, not in its planned second %d: its EVPath "
+                        "connection id may equal another rank's (docs/adios2_notes.md)",
+                        rank, stream, self.open_plan[1], self.open_plan[0])
+        log.debug("rank %d opened %s stream %r%s", rank, self.engine_type, stream,
+                  f" as one reader cohort of {n_ranks} ranks" if cohort is not None else "")
+
+    def _prepare(self, adios2: Any, *, stream: str, xml: str | None, io_name: str, engine: str | None,
+                 open_timeout_s: float, comm: Any) -> Any:
+        """Everything before ``Open`` that can refuse the stream (StreamError); returns the reader cohort, if any."""
         if xml is not None and not os.path.isfile(xml):
             raise StreamError(f"ADIOS2 XML file {xml!r} does not exist")
         cohort = reader_communicator(comm)
@@ -158,56 +214,15 @@ class AdiosStepReader:
             problem = transport_problem(_parameter(self._io, "DataTransport"))
             if problem:
                 raise StreamError(f"cannot read SST stream {stream!r}: {problem}")
+            # Wait for the writer's contact file ourselves, then Open: the timeout
+            # and its message stay ours.
+            if not _contact_file_appears(stream, open_timeout_s):
+                raise StreamError(_no_writer_message(stream, open_timeout_s))
         elif not os.path.exists(stream):
             raise StreamError(
                 f"no {self.engine_type} file or directory {stream!r} to replay; give the path the simulation wrote"
             )
-        planned_second: int | None = None
-        if self.engine_type.upper() == "SST":
-            # Wait for the writer's contact file ourselves, then Open: the timeout
-            # and its message stay ours.
-            problem = _wait_for_contact_file(stream, open_timeout_s)
-            if comm is not None and comm.Get_size() > 1:
-                # Several readers of one writer: open so that no two share an
-                # EVPath connection id (adapters/sst_open.py: a shared id sent one
-                # rank's data to another, which died with SIGSEGV).
-                try:
-                    planned_second = wait_for_slot(agree_open_second(comm, problem))
-                except OpenPlanError as exc:
-                    raise StreamError(str(exc)) from None
-            elif problem:
-                raise StreamError(problem)
-        opened_at = time.time()
-        try:
-            self._engine = self._io.open(stream, bindings.Mode.Read)
-        except RuntimeError as exc:
-            hint = open_failure_hint(str(exc))
-            if hint:
-                raise StreamError(f"cannot read {self.engine_type} stream {stream!r}: {hint}") from exc
-            if self.engine_type.upper() == "SST" and os.path.exists(stream + ".sst"):
-                # A writer's contact file is there, yet attaching failed: SST prints the
-                # reason only on the C stderr (above); the usual one is its data plane.
-                raise StreamError(
-                    f"cannot attach to the SST writer of {stream!r} (its contact file exists): "
-                    + open_failure_hint("failed to load this transport")
-                    + " (ADIOS2's own message is printed above; a stale contact file from a dead writer "
-                    "fails the same way: remove it)"
-                ) from exc
-            if self.engine_type.upper() == "SST":
-                raise StreamError(
-                    f"no live SST writer for stream {stream!r} within {open_timeout_s:g} s "
-                    f"(looked for the contact file {stream}.sst; is the simulation running with an SST engine, "
-                    f"from a directory where that path resolves?)"
-                ) from exc
-            raise StreamError(f"cannot open {self.engine_type} stream {stream!r}: {_first_line(exc)}") from exc
-        #: (planned second, second ``Open`` was called in) when ranks agreed an SST open plan.
-        self.open_plan = (planned_second, int(opened_at)) if planned_second is not None else None
-        if self.open_plan is not None and self.open_plan[0] != self.open_plan[1]:
-            log.warning("rank %d opened SST stream %r in second %d, not in its planned second %d: its EVPath "
-                        "connection id may equal another rank's (docs/adios2_notes.md)",
-                        rank, stream, self.open_plan[1], self.open_plan[0])
-        log.debug("rank %d opened %s stream %r%s", rank, self.engine_type, stream,
-                  f" as one reader cohort of {n_ranks} ranks" if cohort is not None else "")
+        return cohort
 
     def begin_step(self, timeout_s: float) -> StepStatus:
         if self._poll_waits:

@@ -15,12 +15,18 @@ machine, and forced every time by opening the two readers 0.2 s apart across a
 second boundary (docs/adios2_notes.md).
 
 The ranks of one job cannot change EVPath's seed, but they can choose the
-second they open in: they agree on a plan in which every rank's pid + second
-is different, and each waits for its second.  Ranks on one host have distinct
-pids and share the base second; ranks on different hosts may share a pid, and
-then one of them waits a second longer.  The cost is at most about one second
-at start-up, once.  Readers of other jobs (a second analysis, a viewer) are
-outside the plan.
+second they open in.  They exchange pids and clocks once and derive the same
+table: for every rank a primary second and a few reserve seconds, with every
+pid + second in the table different.  Ranks on one host have distinct pids and
+share the primary second; ranks on different hosts may share a pid, and then
+one of them waits a second longer.  A rank that wakes too late for its
+primary second (descheduled, or its clock ahead of the others') opens in its first reserve
+second that has not passed: because the whole table is distinct, late ranks
+cannot meet each other or anyone else, and no second exchange is needed (one
+would hold ranks of an early second until a later one, and an SST ``Open``
+can block until every reader has registered).  The cost is usually under a
+second, once, at start-up.  Readers of other jobs (a second analysis, a
+viewer) are outside the table.
 """
 
 from __future__ import annotations
@@ -33,12 +39,15 @@ from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
-#: Open this far into the planned second: EVPath reads ``time(NULL)`` within
-#: microseconds of ``Open``, and a margin keeps a slightly slow clock call inside it.
+#: Open this far into a planned second: EVPath's ``time(NULL)`` reads the
+#: kernel's coarse clock, which can still show the previous second for a few
+#: milliseconds after Python's ``time.time()`` has moved on.
 OPEN_MARGIN_S = 0.05
-#: A rank that reaches its planned second later than this into it picks
-#: another free second rather than risk crossing into the next one mid-``Open``.
+#: A rank that is later than this into a planned second moves to its next
+#: reserve second rather than risk ``Open`` crossing into the following one.
 LATE_AFTER_S = 0.6
+#: Seconds per rank in the table: the primary one and the reserves.
+SLOTS_PER_RANK = 4
 
 
 class OpenPlanError(RuntimeError):
@@ -47,35 +56,27 @@ class OpenPlanError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class OpenSlot:
-    """This rank's agreed second, and the ids (pid + second) the other ranks use."""
+    """This rank's seconds to open in: the primary one first, then the reserves."""
 
-    second: int
-    others: frozenset[int]
+    seconds: tuple[int, ...]
 
 
-def plan_open_seconds(pids: Sequence[int], base_second: int) -> list[int]:
-    """Per rank, the whole second (from ``base_second`` on) in which pid + second is unique.
+def plan_open_seconds(pids: Sequence[int], base_second: int, slots: int = SLOTS_PER_RANK) -> list[list[int]]:
+    """Per rank, ``slots`` increasing whole seconds from ``base_second`` on, every pid + second in the table unique.
 
-    Greedy in rank order: a rank whose pid + base is already taken waits one
-    more second, and so on.  With distinct pids every rank gets ``base_second``.
+    Greedy, primary seconds first (in rank order), then each reserve round:
+    with distinct pids every rank's primary second is ``base_second``.
     """
     used: set[int] = set()
-    seconds = []
-    for pid in pids:
-        second = base_second
-        while pid + second in used:
-            second += 1
-        used.add(pid + second)
-        seconds.append(second)
-    return seconds
-
-
-def free_second(pid: int, now: float, taken: frozenset[int]) -> int:
-    """The first whole second, from the one ``now`` is in (unless too far into it), where pid + second is free."""
-    second = int(now) if now - int(now) <= LATE_AFTER_S else int(now) + 1
-    while pid + second in taken:
-        second += 1
-    return second
+    table: list[list[int]] = [[] for _ in pids]
+    for _ in range(slots):
+        for rank, pid in enumerate(pids):
+            second = table[rank][-1] + 1 if table[rank] else base_second
+            while pid + second in used:
+                second += 1
+            used.add(pid + second)
+            table[rank].append(second)
+    return table
 
 
 def agree_open_second(
@@ -85,11 +86,11 @@ def agree_open_second(
     clock: Callable[[], float] = time.time,
     pid: int | None = None,
 ) -> OpenSlot:
-    """Collective over ``comm``: agree on every rank's opening second; raise if any rank has a ``problem``.
+    """Collective over ``comm``: agree on every rank's seconds to open in; raise if any rank has a ``problem``.
 
-    Every rank must call it (the ``problem`` of a rank that cannot open, e.g.
-    no contact file in time, travels in the same exchange, so no rank is left
-    waiting in a collective the others skipped).
+    Every rank calls it exactly once, whatever went wrong before: a rank that
+    cannot open (no contact file in time, a missing XML) sends its ``problem``
+    in the same exchange, and every rank raises the first one.
     """
     pid = os.getpid() if pid is None else pid
     infos = comm.allgather((problem, pid, clock()))
@@ -98,10 +99,7 @@ def agree_open_second(
         raise OpenPlanError(first)
     pids = [p for _, p, _ in infos]
     base = int(max(t for _, _, t in infos)) + 1
-    seconds = plan_open_seconds(pids, base)
-    rank = comm.Get_rank()
-    others = frozenset(p + s for i, (p, s) in enumerate(zip(pids, seconds)) if i != rank)
-    return OpenSlot(second=seconds[rank], others=others)
+    return OpenSlot(seconds=tuple(plan_open_seconds(pids, base)[comm.Get_rank()]))
 
 
 def wait_for_slot(
@@ -109,20 +107,20 @@ def wait_for_slot(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
-    pid: int | None = None,
 ) -> int:
-    """Sleep until this rank's second has begun; return the second it opens in.
+    """Sleep into the first of this rank's seconds that has not passed; return it.
 
-    A rank already too far past its planned second (descheduled, or a clock
-    ahead of the others) moves to the next second no other rank's plan uses.
+    The clock is read again after every sleep: one that overslept past
+    ``LATE_AFTER_S`` moves on to the next reserve second.  If all have
+    passed, the last is returned (the caller warns: the id is then unplanned).
     """
-    pid = os.getpid() if pid is None else pid
-    second = slot.second
-    now = clock()
-    if now > second + LATE_AFTER_S:
-        second = free_second(pid, now, slot.others)
-        log.debug("planned SST open second %d passed; opening in %d", slot.second, second)
-    delay = second + OPEN_MARGIN_S - now
-    if delay > 0:
-        sleep(delay)
-    return second
+    for second in slot.seconds:
+        while True:
+            now = clock()
+            if now > second + LATE_AFTER_S:
+                break  # too late for this one: next reserve second
+            if now >= second + OPEN_MARGIN_S:
+                return second
+            sleep(second + OPEN_MARGIN_S - now)
+        log.debug("SST open second %d passed (now %.3f); trying the next reserve", second, clock())
+    return slot.seconds[-1]

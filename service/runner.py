@@ -97,6 +97,7 @@ def _rss_mb() -> float:
 
 
 def default_reader(cfg: JobConfig, rank: int, size: int, comm: Any) -> StepReader:
+    """The job's stream reader; collective over ``comm`` (the ranks agree when to open SST), so every rank calls it."""
     s = cfg.stream
     return AdiosStepReader(
         stream=s.name,

@@ -11,7 +11,7 @@ import time
 
 from mpi4py import MPI
 
-from intransit.adapters.reader import AdiosStepReader, StepStatus
+from intransit.adapters.reader import AdiosStepReader, StepStatus, _contact_file_appears
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,16 +20,18 @@ def main() -> None:
     stream, expected_steps = sys.argv[1], int(sys.argv[2])
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
-    deadline = time.monotonic() + 60
-    while not os.path.exists(stream + ".sst") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    if not _contact_file_appears(stream, 60):
+        raise SystemExit(f"rank {rank}: no contact file {stream}.sst")
     pids = comm.allgather(os.getpid())
     gap = max(pids) - min(pids)
-    base = comm.bcast(int(time.time()) + 1, root=0)
+    base = comm.bcast(int(time.time()) + 2, root=0)
     # The higher pid arrives in second `base`, the lower one `gap` seconds later:
-    # both then have pid + second == max(pids) + base.
-    arrive = base + 0.5 + (gap if os.getpid() == min(pids) else 0)
-    time.sleep(max(0.0, arrive - time.time()))
+    # both then have pid + second == max(pids) + base (0.75 s of slack for a slow
+    # wake-up).  Pids far apart (other processes started in between) are not
+    # worth the wait: no forcing, reported as such, and the test runs again.
+    if gap <= 3:
+        arrive = base + 0.25 + (gap if os.getpid() == min(pids) else 0)
+        time.sleep(max(0.0, arrive - time.time()))
     arrival_second = int(time.time())
     reader = AdiosStepReader(stream=stream, xml=os.path.join(ROOT, "xml_configs", "analytics.xml"),
                              io_name="SimulationOutput", rank=rank, n_ranks=comm.Get_size(),
