@@ -23,7 +23,7 @@ import numpy as np
 
 from intransit.adapters.blocks import BlockInfo, Piece, assign_pieces, merged_box, parse_blocks_info
 from intransit.adapters.cohort import open_failure_hint, reader_communicator, transport_problem
-from intransit.adapters.sst_open import OpenPlanError, agree_open_second, wait_for_slot
+from intransit.adapters.sst_open import OpenPlanError, agree_open_seconds, wait_for_slot
 from intransit.analyzers.base import Block
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class AdiosStepReader:
         planned_second: int | None = None
         if multi:
             try:
-                slot = agree_open_second(comm, problem)
+                slot = agree_open_seconds(comm, problem)
             except OpenPlanError as exc:
                 raise StreamError(str(exc)) from None
             if self.engine_type.upper() == "SST":

@@ -79,7 +79,7 @@ def plan_open_seconds(pids: Sequence[int], base_second: int, slots: int = SLOTS_
     return table
 
 
-def agree_open_second(
+def agree_open_seconds(
     comm: Any,
     problem: str | None = None,
     *,

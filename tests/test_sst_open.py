@@ -8,18 +8,16 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 
 import pytest
 
 from intransit.adapters.reader import AdiosStepReader, StreamError
 from intransit.adapters.sst_open import (
-    LATE_AFTER_S,
     OPEN_MARGIN_S,
     OpenPlanError,
     OpenSlot,
-    agree_open_second,
+    agree_open_seconds,
     plan_open_seconds,
     wait_for_slot,
 )
@@ -76,7 +74,7 @@ def test_random_tables_never_repeat_an_id_primary_or_reserve():
 
 def test_agreement_uses_the_latest_clock():
     gathered = [(None, 4100, 999.2), (None, 4101, 999.9)]
-    slot = agree_open_second(GatherComm(0, gathered), None, clock=lambda: 999.2, pid=4100)
+    slot = agree_open_seconds(GatherComm(0, gathered), None, clock=lambda: 999.2, pid=4100)
     assert slot == OpenSlot(seconds=tuple(plan_open_seconds([4100, 4101], 1000)[0]))
     assert slot.seconds[0] == 1000
 
@@ -87,7 +85,7 @@ def test_a_problem_on_any_rank_is_raised_on_every_rank():
     for rank in (0, 1):
         mine = gathered[rank]
         with pytest.raises(OpenPlanError, match="no live SST writer for stream 'x'"):
-            agree_open_second(GatherComm(rank, gathered), mine[0], clock=lambda: 10.0, pid=mine[1])
+            agree_open_seconds(GatherComm(rank, gathered), mine[0], clock=lambda: 10.0, pid=mine[1])
 
 
 def test_an_early_rank_sleeps_into_its_second():
