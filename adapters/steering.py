@@ -239,19 +239,57 @@ class SteeringClient:
                 log.debug("steering: close failed", exc_info=True)
             self._engine = None
 
+    #: Declared type of each protocol variable; a record whose variable has another type or shape
+    #: is malformed (rejected, never applied, whatever bytes the reverse stream carries).
+    _PROTOCOL_TYPES = {"seq": "int64_t", "answers_step": "int64_t", "set_value": "double",
+                       "command": "string", "rule": "string", "args": "string", "set_name": "string"}
+    #: Longest string accepted in a record (a JSON args far longer is not a steering command).
+    MAX_STRING = 65536
+
     def _read_record(self) -> dict[str, Any]:
-        """Read every protocol variable present this step; missing ones stay absent."""
+        """Read every protocol variable present this step; missing ones stay absent.
+
+        Any variable of the wrong type or shape marks the record malformed (key
+        ``_malformed``) instead of being read: ADIOS2 raises on a type mismatch
+        and would read a 4-element ``seq`` into a 1-element buffer.
+        """
         record: dict[str, Any] = {}
-        available = self._io.available_variables()
-        for name in ("seq", "answers_step", "set_value"):
-            if name in available:
+        problems: list[str] = []
+        try:
+            available = self._io.available_variables()
+        except Exception as exc:  # noqa: BLE001 - any bytes in the stream: never kill the simulation
+            record["_malformed"] = f"unreadable variable list ({type(exc).__name__})"
+            return record
+        for name, want in self._PROTOCOL_TYPES.items():
+            if name not in available:
+                continue
+            info = available[name]
+            got = str(info.get("Type", ""))
+            shape = str(info.get("Shape", "")).strip()
+            if got != want:
+                problems.append(f"{name} is {got or 'untyped'}, expected {want}")
+                continue
+            if shape not in ("", "1"):
+                problems.append(f"{name} has shape {{{shape}}}, expected a single value")
+                continue
+            try:
                 var = self._io.inquire_variable(name)
-                buf = np.zeros(1, dtype=np.int64 if var.type() == "int64_t" else np.float64)
-                self._engine.get(var, buf, self._bindings.Mode.Sync)
-                record[name] = buf[0].item()
-        for name in ("command", "rule", "args", "set_name"):
-            if name in available:
-                record[name] = self._engine.get(self._io.inquire_variable(name))
+                if want == "string":
+                    value = self._engine.get(var)
+                    if not isinstance(value, str):
+                        raise TypeError(type(value).__name__)
+                    if len(value) > self.MAX_STRING:
+                        problems.append(f"{name} is {len(value)} characters long (at most {self.MAX_STRING})")
+                        continue
+                else:
+                    buf = np.zeros(1, dtype=np.int64 if want == "int64_t" else np.float64)
+                    self._engine.get(var, buf, self._bindings.Mode.Sync)
+                    value = buf[0].item()
+                record[name] = value
+            except Exception as exc:  # noqa: BLE001 - see above
+                problems.append(f"{name} unreadable ({type(exc).__name__}: {str(exc).strip()[:120]})")
+        if problems:
+            record["_malformed"] = "; ".join(problems)
         return record
 
     def _reject(self, record: dict[str, Any], reason: str, cmd: Command | None = None) -> None:
@@ -262,14 +300,29 @@ class SteeringClient:
 
     def _apply(self, record: dict[str, Any]) -> Command | None:
         self.stats.received += 1
+        try:
+            return self._apply_checked(record)
+        except Exception as exc:  # noqa: BLE001 - a record must never kill the simulation
+            if isinstance(exc, _CallbackError):
+                raise exc.__cause__ from None  # the simulation's own callback failed: its error, not ours
+            self._reject(record, f"malformed record ({type(exc).__name__}: {str(exc)[:200]})")
+            return None
+
+    def _apply_checked(self, record: dict[str, Any]) -> Command | None:
+        if "_malformed" in record:
+            self._reject(record, f"malformed record: {record['_malformed']}")
+            return None
         missing = [k for k in ("seq", "answers_step", "command") if k not in record]
         if missing:
             self._reject(record, f"malformed record, missing {missing}")
             return None
         try:
-            args = json.loads(record.get("args") or "{}")
-        except (TypeError, ValueError):
-            self._reject(record, "malformed args (not JSON)")
+            args = json.loads(record.get("args") or "{}", parse_constant=_no_constant)
+        except RecursionError:
+            self._reject(record, "malformed args (JSON nested too deeply)")
+            return None
+        except (TypeError, ValueError) as exc:
+            self._reject(record, f"malformed args (not JSON: {str(exc)[:120]})")
             return None
         if not isinstance(args, dict):
             self._reject(record, "malformed args (not a JSON object)")
@@ -297,7 +350,10 @@ class SteeringClient:
             accepted = sorted(self._callbacks) + (["set"] if self._parameters else [])
             self._reject(record, f"command {cmd.command!r} is not accepted by this simulation; it accepts {accepted}", cmd)
             return None
-        callback(cmd)
+        try:
+            callback(cmd)
+        except Exception as exc:
+            raise _CallbackError() from exc
         if cmd.command != "continue":
             log.info("steering: applied %s (seq %d, answers step %d, rule %r)", cmd.command, cmd.seq, cmd.answers_step, cmd.rule)
         self.stats.applied += 1
@@ -316,18 +372,38 @@ class SteeringClient:
         elif param.kind is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
         else:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite_float(value)
         if not ok:
             self._reject(record, f"set {name}: value {value!r} is not a {param.kind.__name__}", cmd)
             return None
         if (param.low is not None and value < param.low) or (param.high is not None and value > param.high):
             self._reject(record, f"set {name}: value {value!r} outside [{param.low}, {param.high}]", cmd)
             return None
-        param.on_set(name, param.kind(value))
+        try:
+            param.on_set(name, param.kind(value))
+        except Exception as exc:
+            raise _CallbackError() from exc
         log.info("steering: set %s = %r (seq %d, answers step %d, rule %r)", name, value, cmd.seq, cmd.answers_step, cmd.rule)
         self.stats.applied += 1
         self.history.append((cmd, "applied"))
         return cmd
+
+
+class _CallbackError(Exception):
+    """Carries an exception raised by the simulation's own callback through the record guard."""
+
+
+def _no_constant(name: str) -> Any:
+    """``json.loads`` hook: NaN, Infinity and -Infinity are not JSON; refuse them in args."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(value: int | float) -> bool:
+    """True for a value that is a finite float64 (a 400-digit int overflows: not a float)."""
+    try:
+        return math.isfinite(float(value))
+    except (OverflowError, ValueError):
+        return False
 
 
 class SteeringWriter:
