@@ -251,3 +251,31 @@ def test_occlusion_parameters_validated():
     for bad in (dict(occlusion_distance=0.0), dict(max_occluded=-1), dict(report_occluded="yes")):
         with pytest.raises(ValueError):
             BlobTracker(**bad)
+
+
+@pytest.mark.parametrize("periodic", [[True, True, True], [True, False, True], [False, False, False]])
+def test_sparse_gate_equals_brute_force_assignment(periodic):
+    """k-d tree candidates + per-component assignment give the dense Big-M Hungarian's links."""
+    from scipy.optimize import linear_sum_assignment
+
+    from intransit.analyzers.tracking import _assign, _min_image, _pairs
+
+    rng = np.random.default_rng(7)
+    shape = np.array([24.0, 20.0, 28.0])
+    lengths = np.where(periodic, shape, 0.0)
+    period = np.where(lengths > 0, lengths, np.inf)
+    for trial in range(40):
+        n_t, n_d, gate = int(rng.integers(0, 60)), int(rng.integers(0, 60)), float(rng.uniform(1.0, 5.0))
+        tracks = rng.uniform(0, 1, (n_t, 3)) * shape
+        dets = rng.uniform(-0.1, 1.1, (n_d, 3)) * shape  # some beyond the box: the tree wraps them
+        ti, di, dd = _pairs(tracks, dets, gate, lengths, 3)
+        got = _assign(n_t, n_d, ti, di, dd, gate)
+        cost = np.sqrt((_min_image(dets[None, :, :] - tracks[:, None, :], period) ** 2).sum(-1))
+        want = {}
+        if n_t and n_d:
+            big = gate * (min(n_t, n_d) + 1) + 1.0
+            r, c = linear_sum_assignment(np.where(cost <= gate, cost, big))
+            want = {int(j): int(i) for i, j in zip(r, c) if cost[i, j] <= gate}
+        assert got == want, (trial, periodic)
+        assert len(ti) == int((cost <= gate).sum())  # the tree found every gated pair, no more
+        assert np.allclose(dd, cost[ti, di])
