@@ -168,3 +168,39 @@ def global_shape_of(blocks: Sequence[BlockInfo]) -> tuple[int, ...]:
         return ()
     ndim = len(blocks[0].start)
     return tuple(max(b.start[k] + b.count[k] for b in blocks) for k in range(ndim))
+
+
+def halo_box(
+    start: Sequence[int], count: Sequence[int], shape: Sequence[int], halo: Sequence[int], periodic: Sequence[bool]
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The padded box of a piece: (global low corner, halo_lo, halo_hi) per axis.
+
+    On a periodic axis the full halo is kept (the low corner may be negative or
+    the box may run past the end: those cells wrap); on an open axis it is
+    clipped at the domain edge.
+    """
+    lo, h_lo, h_hi = [], [], []
+    for s, c, n, h, p in zip(start, count, shape, halo, periodic):
+        a = int(h) if p else min(int(h), int(s))
+        b = int(h) if p else min(int(h), int(n) - int(s) - int(c))
+        lo.append(int(s) - a)
+        h_lo.append(a)
+        h_hi.append(b)
+    return tuple(lo), tuple(h_lo), tuple(h_hi)
+
+
+def wrap_segments(lo: int, length: int, n: int) -> list[tuple[int, int, int]]:
+    """Runs ``(source start in [0, n), length, offset in the padded axis)`` covering ``[lo, lo+length)`` mod ``n``.
+
+    Up to 3 runs when the halo is at most the axis length (left wrap, middle,
+    right wrap); more when it is longer (the domain repeats).
+    """
+    out = []
+    pos = lo
+    end = lo + length
+    while pos < end:
+        src = pos % n
+        run = min(end - pos, n - src)
+        out.append((src, run, pos - lo))
+        pos += run
+    return out

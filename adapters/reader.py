@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import logging
 import os
 import time
@@ -21,7 +22,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from intransit.adapters.blocks import BlockInfo, Piece, assign_pieces, merged_box, parse_blocks_info
+from intransit.adapters.blocks import (BlockInfo, Piece, assign_pieces, halo_box, merged_box, parse_blocks_info,
+                                       wrap_segments)
 from intransit.adapters.cohort import open_failure_hint, reader_communicator, transport_problem
 from intransit.adapters.sst_open import OpenPlanError, agree_open_seconds, wait_for_slot
 from intransit.analyzers.base import Block
@@ -68,7 +70,8 @@ class StepReader(Protocol):
     def begin_step(self, timeout_s: float) -> StepStatus: ...
     def current_step(self) -> int: ...
     def variable_names(self) -> list[str]: ...
-    def read(self, variable: str, whole_axes: tuple[int, ...] = ()) -> tuple[tuple[int, ...], list[Block]]: ...
+    def read(self, variable: str, whole_axes: tuple[int, ...] = (), halo: tuple[int, ...] | None = None,
+             periodic: tuple[bool, ...] | None = None) -> tuple[tuple[int, ...], list[Block]]: ...
     def end_step(self) -> None: ...
     def close(self) -> None: ...
 
@@ -87,10 +90,54 @@ class _Layout:
     #: global array with holes is outside what intransit analyzes.)
     whole: bool = dataclasses.field(init=False)
 
+    #: With a halo: per piece, its (halo_lo, halo_hi) and the reads that fill its
+    #: padded buffer, each (selection, target view of the buffer, staging array
+    #: or None when the view is the whole buffer and is read into directly).
+    halos: list[tuple[tuple[int, ...], tuple[int, ...]]] | None = None
+    halo_reads: list[list[tuple[list[list[int]], np.ndarray, np.ndarray | None]]] | None = None
+
     def __post_init__(self) -> None:
         self.selections = [[list(p.start), list(p.count)] for p in self.pieces]
         self.whole = (len(self.pieces) == 1 and tuple(self.pieces[0].start) == (0,) * len(self.global_shape)
                       and tuple(self.pieces[0].count) == self.global_shape)
+
+
+def _halo_key(ndim: int, halo: Sequence[int] | None, periodic: Sequence[bool] | None
+              ) -> tuple[tuple[int, ...], tuple[bool, ...]] | None:
+    """Normalised (halo, periodic), or None for no halo (today's read); bad input is a ValueError."""
+    if halo is None:
+        return None
+    h = tuple(int(v) for v in halo)
+    if len(h) != ndim or any(v < 0 for v in h):
+        raise ValueError(f"halo must be {ndim} non-negative cell counts (one per axis of the array); got {halo!r}")
+    p = (False,) * ndim if periodic is None else tuple(bool(v) for v in periodic)
+    if len(p) != ndim:
+        raise ValueError(f"periodic must be {ndim} booleans (one per axis of the array); got {periodic!r}")
+    return None if not any(h) else (h, p)
+
+
+def _padded_plan(piece: Piece, shape: tuple[int, ...], halo_key: tuple[tuple[int, ...], tuple[bool, ...]],
+                 buf: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...], list[tuple[list[list[int]], np.ndarray, np.ndarray | None]]]:
+    """How to fill one piece's padded buffer: one box selection per combination of wrapped runs."""
+    halo, periodic = halo_key
+    lo, h_lo, h_hi = halo_box(piece.start, piece.count, shape, halo, periodic)
+    runs = [wrap_segments(l, c + a + b, n) for l, c, a, b, n in zip(lo, piece.count, h_lo, h_hi, shape)]
+    reads = []
+    for combo in itertools.product(*runs):
+        sel = [[r[0] for r in combo], [r[1] for r in combo]]
+        view = buf[tuple(slice(r[2], r[2] + r[1]) for r in combo)]
+        direct = view.shape == buf.shape
+        reads.append((sel, view, None if direct else np.empty(view.shape, dtype=buf.dtype)))
+    return h_lo, h_hi, reads
+
+
+def _halo_blocks(layout: "_Layout") -> list[Block]:
+    assert layout.halos is not None
+    out = []
+    for p, buf, (h_lo, h_hi) in zip(layout.pieces, layout.buffers, layout.halos):
+        own = buf[tuple(slice(a, a + c) for a, c in zip(h_lo, p.count))]
+        out.append(Block(own, p.start, p.count, p.block_id, padded=buf, halo_lo=h_lo, halo_hi=h_hi))
+    return out
 
 
 def _contact_file_appears(stream: str, timeout_s: float) -> bool:
@@ -270,7 +317,8 @@ class AdiosStepReader:
     def variable_names(self) -> list[str]:
         return sorted(self._io.available_variables())
 
-    def _layout(self, variable: str, var: Any, whole_axes: tuple[int, ...] = ()) -> _Layout:
+    def _layout(self, variable: str, var: Any, whole_axes: tuple[int, ...] = (), halo: Sequence[int] | None = None,
+                periodic: Sequence[bool] | None = None) -> _Layout:
         # ``BlocksInfo`` is not free over SST: called every step it halved the
         # read rate at 1024² (173 → 82 steps/s; see docs/performance.md).  For a
         # global array every piece is read by box selection, so a changed writer
@@ -288,16 +336,18 @@ class AdiosStepReader:
                 f"define it in the writer with a shape and a start (e.g. io.define_variable(name, data, shape, "
                 f"start, count))"
             )
+        hkey = _halo_key(len(shape), halo, periodic)
         layout = self._layouts.get(variable)
         reads = self._reads_since_check.get(variable, 0)
         if (layout is not None and layout.global_shape == shape and layout.key[1] == type_name
-                and layout.key[2] == whole_axes and (layout.whole or reads < LAYOUT_RECHECK_STEPS)):
+                and layout.key[2] == whole_axes and layout.key[3] == hkey
+                and (layout.whole or reads < LAYOUT_RECHECK_STEPS)):
             self._reads_since_check[variable] = reads + 1
             return layout
         self._reads_since_check[variable] = 1
         raw = self._engine.blocks_info(variable, self.current_step())
         raw_key = tuple((b["BlockID"], b["Start"], b["Count"]) for b in raw)
-        if layout is not None and layout.key == (raw_key, type_name, whole_axes):
+        if layout is not None and layout.key == (raw_key, type_name, whole_axes, hkey):
             return layout
         blocks = parse_blocks_info(raw)
         dtype = ADIOS_DTYPES.get(type_name)
@@ -311,21 +361,51 @@ class AdiosStepReader:
         if box is not None:
             # One read of the box my pieces tile: faster than one read per block.
             pieces = [Piece(pieces[0].block_id, box[0], box[1], False)]
-        buffers = [np.empty(p.count, dtype=dtype) for p in pieces]
-        layout = _Layout((raw_key, type_name, whole_axes), shape, pieces, buffers)
+        if hkey is None:
+            buffers = [np.empty(p.count, dtype=dtype) for p in pieces]
+            layout = _Layout((raw_key, type_name, whole_axes, hkey), shape, pieces, buffers)
+        else:
+            buffers, halos, plans = [], [], []
+            for p in pieces:
+                _lo, h_lo, h_hi = halo_box(p.start, p.count, shape, *hkey)
+                buf = np.empty(tuple(c + a + b for c, a, b in zip(p.count, h_lo, h_hi)), dtype=dtype)
+                h_lo, h_hi, plan = _padded_plan(p, shape, hkey, buf)
+                buffers.append(buf)
+                halos.append((h_lo, h_hi))
+                plans.append(plan)
+            layout = _Layout((raw_key, type_name, whole_axes, hkey), shape, pieces, buffers, halos, plans)
         self._layouts[variable] = layout
         log.debug("rank %d: %s layout %s, my pieces %s", self.rank, variable, shape, describe_pieces(pieces))
         return layout
 
-    def read(self, variable: str, whole_axes: tuple[int, ...] = ()) -> tuple[tuple[int, ...], list[Block]]:
-        """This rank's pieces of ``variable`` at the current step, in reused buffers."""
+    def read(self, variable: str, whole_axes: tuple[int, ...] = (), halo: tuple[int, ...] | None = None,
+             periodic: tuple[bool, ...] | None = None) -> tuple[tuple[int, ...], list[Block]]:
+        """This rank's pieces of ``variable`` at the current step, in reused buffers.
+
+        With a nonzero ``halo`` (cells per axis) each piece comes with its
+        neighbours' cells in ``Block.padded`` (box selections overlapping other
+        writers' blocks; a periodic axis wraps with up to 3 selections, staged
+        and copied into one buffer).  ``halo`` None or all zero is the plain
+        read, unchanged.
+        """
         var = self._io.inquire_variable(variable)
         if var is None:
             raise StreamError(
                 f"variable {variable!r} is not in stream {self.stream!r} at step {self.current_step()}; "
                 f"it has: {', '.join(self.variable_names()) or '(no variables)'}"
             )
-        layout = self._layout(variable, var, tuple(whole_axes))
+        layout = self._layout(variable, var, tuple(whole_axes), halo, periodic)
+        if layout.halo_reads is not None:
+            for plan in layout.halo_reads:
+                for selection, view, stage in plan:
+                    var.set_selection(selection)
+                    self._engine.get(var, view if stage is None else stage, self._bindings.Mode.Deferred)
+            self._engine.perform_gets()
+            for plan in layout.halo_reads:
+                for _selection, view, stage in plan:
+                    if stage is not None:
+                        view[...] = stage
+            return layout.global_shape, _halo_blocks(layout)
         for selection, buf in zip(layout.selections, layout.buffers):
             var.set_selection(selection)
             self._engine.get(var, buf, self._bindings.Mode.Deferred)
@@ -381,7 +461,9 @@ class MemoryStepReader:
         entry = self._steps[self._pos]
         return sorted(entry[1]) if entry else []
 
-    def read(self, variable: str, whole_axes: tuple[int, ...] = ()) -> tuple[tuple[int, ...], list[Block]]:
+    def read(self, variable: str, whole_axes: tuple[int, ...] = (), halo: tuple[int, ...] | None = None,
+             periodic: tuple[bool, ...] | None = None) -> tuple[tuple[int, ...], list[Block]]:
+        """This rank's pieces, with ``halo`` cells around each in ``Block.padded`` (as AdiosStepReader)."""
         entry = self._steps[self._pos]
         assert entry is not None
         if variable not in entry[1]:
@@ -392,10 +474,18 @@ class MemoryStepReader:
         full = np.zeros(shape, dtype=raw_blocks[0][1].dtype) if raw_blocks else np.zeros(shape)
         for start, arr in raw_blocks:
             full[tuple(slice(s, s + c) for s, c in zip(start, arr.shape))] = arr
+        hkey = _halo_key(len(shape), halo, periodic)
         out = []
         for p in mine:
-            box = tuple(slice(s, s + c) for s, c in zip(p.start, p.count))
-            out.append(Block(np.array(full[box]), p.start, p.count, p.block_id))
+            if hkey is None:
+                box = tuple(slice(s, s + c) for s, c in zip(p.start, p.count))
+                out.append(Block(np.array(full[box]), p.start, p.count, p.block_id))
+                continue
+            lo, h_lo, h_hi = halo_box(p.start, p.count, shape, *hkey)
+            index = [np.arange(l, l + c + a + b) % n for l, c, a, b, n in zip(lo, p.count, h_lo, h_hi, shape)]
+            padded = np.ascontiguousarray(full[np.ix_(*index)])
+            own = padded[tuple(slice(a, a + c) for a, c in zip(h_lo, p.count))]
+            out.append(Block(own, p.start, p.count, p.block_id, padded=padded, halo_lo=h_lo, halo_hi=h_hi))
         return tuple(shape), out
 
     def end_step(self) -> None:

@@ -31,12 +31,25 @@ class Block:
 
     ``data`` may be a view into a preallocated buffer that the reader refills
     next step: copy what must outlive the step.
+
+    Halo (see ``Analyzer.halo_spec``): when the reader was asked for one,
+    ``padded`` holds global cells ``[start - halo_lo, start + count + halo_hi)``
+    per axis and ``data`` is the view of its own cells inside it.  On a periodic
+    axis the indices wrap (cells from the other side of the domain); on an open
+    axis the halo is clipped at the domain edge, so ``halo_lo``/``halo_hi`` may
+    be smaller than asked there.  Without a halo ``padded`` is None and the
+    halo tuples are empty.  Filters that need neighbours across block faces
+    read ``padded`` so their result does not depend on the decomposition, and
+    need no exchange between ranks.
     """
 
     data: np.ndarray
     start: tuple[int, ...]
     count: tuple[int, ...]
     block_id: int = 0
+    padded: np.ndarray | None = None
+    halo_lo: tuple[int, ...] = ()
+    halo_hi: tuple[int, ...] = ()
 
 
 def identity_allreduce(values: np.ndarray) -> np.ndarray:
@@ -126,6 +139,18 @@ class Analyzer(abc.ABC):
     def example_params(cls) -> dict[str, Any]:
         """Parameters the shared contract tests construct this analyzer with. Default: none."""
         return {}
+
+    def halo_spec(self, ndim: int) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+        """Cells this analyzer needs beyond each block, per axis and side, and which axes wrap.
+
+        Returns ``(halo, periodic)``: ``halo[k]`` cells on both sides of every
+        block along axis ``k`` (delivered in ``Block.padded``), ``periodic[k]``
+        whether axis ``k`` wraps.  The default, no halo and no wrap, keeps the
+        reader's fast path; an analyzer with a filter (e.g. a Gaussian of radius
+        r) returns ``r`` so each rank can filter its share exactly as the whole
+        field would be filtered.
+        """
+        return (0,) * ndim, (False,) * ndim
 
     def state_dict(self) -> dict[str, Any]:
         """State that must survive a restart (tracks, model weights). Default: none."""
