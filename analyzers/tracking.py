@@ -20,6 +20,7 @@ picklable and a restored tracker continues with the same IDs.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any, Mapping, Sequence
@@ -39,20 +40,57 @@ EVENT_FIELDS: tuple[str, ...] = (
     "track_id", "object", "c0", "c1", "c2", "v0", "v1", "v2", "age", "born", "parent0", "parent1",
 )
 
-_TRACK_KEYS = ("track_id", "pos", "vel", "first_step", "last_step", "last_index", "n_obs", "occluder", "coast")
-_STATE_VERSION = 2
+_TRACK_KEYS = ("track_id", "cid", "pos", "vel", "first_step", "last_step", "last_index", "n_obs", "occluder", "coast",
+               "seen", "rej", "prev_pos", "prev_step", "parents", "confirm", "emitted")
+_STATE_VERSION = 3
+
+#: Cost (x max_distance) added to a pairing by the last position rather than the prediction.
+FALLBACK_COST = 0.1
+#: Cost (x max_distance / observations) that makes an older track win a tie for one detection.
+AGE_COST = 0.05
 
 
 class BlobTracker(Analyzer):
     """Tracks detected objects with constant-velocity prediction and optimal assignment.
 
-    ``velocity_smoothing`` ``s`` blends each new velocity measurement ``m``
-    into the estimate as ``v = (1 - s) * m + s * v``: 0 trusts the last
-    displacement only, values near 1 keep the velocity steady through noisy
-    centroids.  A track's first velocity is its first measurement.
-    Tracks that end (die, or are still alive at the end) with fewer than
-    ``min_length`` observations are counted as short (score
-    ``n_short_deaths`` per step; ``n_short()`` over the whole run).
+    Confirmation: every new track is *tentative* until it has been seen in
+    ``confirm_hits`` of the last ``confirm_window`` analysed steps and at least
+    ``min_length`` times; only then does it get a catalog ID (``track_id``,
+    dense: 1, 2, ... in order of confirmation) and rows.  A tentative track
+    may miss at most ``confirm_window - confirm_hits`` steps (or ``max_gap``,
+    if less); one that dies unconfirmed is counted (score
+    ``tentative_dropped``, ``n_tentative_dropped()`` over the run), never
+    written: a one-step false detection never reaches the catalog.  The
+    children of a split or merge of a confirmed track are confirmed at birth.
+    Rows start at the confirming step; the tentative steps are *not* written
+    back.  Why: a catalog step's rows belong to that step (the catalog stamps
+    each row with the step it is written in, and live consumers and steering
+    read the newest step), so back-filled rows would land under the wrong
+    step or rewrite steps already flushed.  The confirming row says what was
+    held back: ``born`` = 1 and ``age`` = sightings including the tentative
+    ones; ``summary()`` gives ``first_step`` = the first sighting.  The cost:
+    ``max(confirm_hits, min_length) - 1`` rows per track (1 by default).
+    ``confirm_hits = confirm_window = min_length = 1`` restores the old
+    behaviour (every detection a catalog track from its first sighting).
+
+    Motion model: a track starts at zero velocity.  ``velocity_smoothing``
+    ``s`` blends each accepted velocity measurement ``m`` into the estimate as
+    ``v = (1 - s) * m + s * v`` (the first measurement is taken whole).  A
+    measurement is accepted only when the detection lies within
+    ``velocity_gate`` (cells, default ``max_distance / 2``) of the
+    prediction: one stray detection moves the track but not its velocity; a
+    second miss of that gate in a row restarts the velocity from the
+    measurement (a real turn, or a track born at rest starting to move).
+    Each track is gated around two centres, its prediction and its last
+    position (the latter at a cost of ``FALLBACK_COST x max_distance``), so a
+    track whose prediction overshoots is picked up where it was seen.  When
+    tracks compete for one detection the older one is preferred: a tentative
+    track's cost carries ``tentative_cost x max_distance`` more, and every
+    track ``AGE_COST x max_distance / observations``.  Duplicates: an
+    unmatched track that was within ``duplicate_distance`` of a matched track
+    at their common last sighting, and is within it of that track's detection
+    now, follows the same blob; the two merge into the older (score
+    ``n_duplicates``; ``None`` turns this off).
 
     Merges and splits (parent/child links), enabled by ``merge_distance`` /
     ``split_distance`` (cells; ``None`` = off):
@@ -88,14 +126,15 @@ class BlobTracker(Analyzer):
     event_fields = EVENT_FIELDS
     needs_input = True
     example_input = "blob_detection"
-    score_names = ("n_active", "n_births", "n_deaths", "n_short_deaths", "n_tracks_total", "n_merges", "n_splits")
+    score_names = ("n_active", "n_tentative", "n_births", "n_deaths", "tentative_dropped", "n_tracks_total",
+                   "n_merges", "n_splits", "n_duplicates")
 
     def __init__(
         self,
         *,
         max_distance: float = 10.0,
         max_gap: int = 2,
-        min_length: int = 3,
+        min_length: int = 2,
         periodic: list[bool] | None = None,
         velocity_smoothing: float = 0.5,
         merge_distance: float | None = None,
@@ -103,6 +142,11 @@ class BlobTracker(Analyzer):
         occlusion_distance: float | None = None,
         max_occluded: int = 10,
         report_occluded: bool = False,
+        confirm_hits: int = 2,
+        confirm_window: int = 3,
+        velocity_gate: float | None = None,
+        tentative_cost: float = 0.25,
+        duplicate_distance: float | None = 2.0,
     ) -> None:
         if not is_real(max_distance) or not math.isfinite(max_distance) or max_distance <= 0:
             raise ValueError(f"max_distance must be a finite number > 0 (cells); got {max_distance!r}")
@@ -116,6 +160,27 @@ class BlobTracker(Analyzer):
             raise ValueError(f"max_occluded must be an integer >= 0 (steps); got {max_occluded!r}")
         if not isinstance(report_occluded, (bool, np.bool_)):
             raise ValueError(f"report_occluded must be true or false; got {report_occluded!r}")
+        for name, v in (("confirm_hits", confirm_hits), ("confirm_window", confirm_window)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1 (analysed steps); got {v!r}")
+        if confirm_hits > confirm_window:
+            raise ValueError(f"confirm_hits ({confirm_hits}) must be <= confirm_window ({confirm_window}): "
+                             "a track is confirmed when seen in confirm_hits of the last confirm_window steps")
+        if velocity_gate is not None and (not is_real(velocity_gate) or not math.isfinite(velocity_gate)
+                                          or velocity_gate <= 0):
+            raise ValueError(f"velocity_gate must be a finite number > 0 (cells) or None (= max_distance / 2); "
+                             f"got {velocity_gate!r}")
+        if not is_real(tentative_cost) or not 0.0 <= tentative_cost <= 1.0:
+            raise ValueError(f"tentative_cost must be a number in [0, 1] (fraction of max_distance); "
+                             f"got {tentative_cost!r}")
+        if duplicate_distance is not None and (not is_real(duplicate_distance)
+                                               or not math.isfinite(duplicate_distance) or duplicate_distance <= 0):
+            raise ValueError(f"duplicate_distance must be a finite number > 0 (cells) or None; got {duplicate_distance!r}")
+        self.confirm_hits = int(confirm_hits)
+        self.confirm_window = int(confirm_window)
+        self.velocity_gate = None if velocity_gate is None else float(velocity_gate)
+        self.tentative_cost = float(tentative_cost)
+        self.duplicate_distance = None if duplicate_distance is None else float(duplicate_distance)
         self.occlusion_distance = None if occlusion_distance is None else float(occlusion_distance)
         self.max_occluded = int(max_occluded)
         self.report_occluded = bool(report_occluded)
@@ -133,7 +198,9 @@ class BlobTracker(Analyzer):
         self._reset()
 
     def _reset(self) -> None:
-        self._next_id = 1
+        self._next_id = 1  # internal IDs: every track, tentative or not
+        self._next_cid = 1  # catalog IDs, given at confirmation (dense)
+        self._dropped = 0  # tentative tracks that died unconfirmed
         self._live: list[dict[str, Any]] = []  # ordered by track_id
         self._ended: list[dict[str, Any]] = []  # summary rows of dead tracks
         self._pending: list[dict[str, Any]] = []  # born this step
@@ -145,7 +212,7 @@ class BlobTracker(Analyzer):
 
     # ------------------------------------------------------------------ rank 0
     def combine(self, partials: Sequence[Any], ctx: StepContext) -> StepResult:
-        """Predict, assign, update; births, merges and splits; deaths after ``max_gap`` misses."""
+        """Predict, assign, update; duplicates, births, merges, splits; deaths; confirmation; catalog rows."""
         if ctx.input is None:
             raise ValueError("tracking needs the detection result as its input (set the analyzer's 'input' key)")
         lengths = self._lengths(ctx.global_shape)
@@ -157,14 +224,18 @@ class BlobTracker(Analyzer):
         ndim = max(1, min(MAX_NDIM, len(ctx.global_shape)))
         matched: dict[int, int] = {}  # detection index -> live track index
         pred = self._predict_all(ctx.step, lengths)
+        last = (np.array([t["pos"] for t in self._live], dtype=np.float64).reshape(-1, MAX_NDIM)
+                if n_t else np.zeros((0, MAX_NDIM)))
         if n_t and n_d:
-            # Candidate pairs from a k-d tree (periodic boxes), then the optimal assignment per
+            # Candidate pairs from a k-d tree (periodic boxes) around two centres per track, the
+            # prediction and the last position (a small penalty), then the optimal assignment per
             # connected component of the gated bipartite graph: O(n log n) instead of n_t x n_d.
-            ti, di, dd = _pairs(pred, det_pos, self.max_distance, lengths, ndim)
-            matched = _assign(n_t, n_d, ti, di, dd, self.max_distance)
-
-        def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return np.sqrt((_min_image(np.asarray(a) - np.asarray(b), period) ** 2).sum(axis=-1))
+            ti, di, dd = _pairs2(pred, last, det_pos, self.max_distance, FALLBACK_COST * self.max_distance,
+                                 lengths, ndim)
+            bias = self.max_distance * np.array(
+                [(0.0 if t["cid"] else self.tentative_cost) + AGE_COST / t["n_obs"] for t in self._live])
+            bound = self.max_distance * (1.0 + FALLBACK_COST + self.tentative_cost + AGE_COST)
+            matched = _assign(n_t, n_d, ti, di, dd + bias[ti], bound)
 
         # Occlusion: an unmatched track predicted next to another track's detection.
         occluded: dict[int, int] = {}  # live track index -> detection index it hides behind
@@ -179,19 +250,54 @@ class BlobTracker(Analyzer):
                         occluded[ti] = int(md[jj])
         shared = set(occluded.values())
 
-        births = splits = merges = 0
+        births = splits = merges = duplicates = 0
         owner: dict[int, int] = {}  # live track index -> detection index, this step
         new_dets = []
         det_wrapped = _wrap(det_pos, lengths)
-        self._update_all(matched, det_wrapped, ctx, lengths, shared)
+        self._update_all(matched, det_wrapped, ctx, lengths, shared, pred)
         for d in range(n_d):
             if d in matched:
                 owner[matched[d]] = d
             else:
                 new_dets.append(d)
         det_track: dict[int, dict[str, Any]] = {d: self._live[i] for d, i in matched.items()}
-        born_with: dict[int, tuple[int, int]] = {}  # detection index -> parents (0 = none)
         ended_ids: set[int] = set()
+
+        # Duplicates: an unmatched track that was where a matched track was at their common last
+        # sighting, and is still within duplicate_distance of its detection, follows the same blob.
+        # The older of the two (confirmed first, then lower ID) keeps the detection; the other ends.
+        if self.duplicate_distance is not None and owner and n_t > len(owner):
+            own = list(owner.items())
+            free = np.array([ti for ti in range(n_t) if ti not in owner], dtype=np.int64)
+            own_det = np.array([d for _, d in own], dtype=np.int64)
+            dl, jl = _nearest(last[free], det_pos[own_det], self.duplicate_distance, lengths, ndim)
+            for ui, du, j in zip(free.tolist(), dl.tolist(), jl.tolist()):
+                if not math.isfinite(du):
+                    continue
+                mi, d = own[j]
+                u, m = self._live[ui], self._live[mi]
+                if m["track_id"] in ended_ids or u["track_id"] in ended_ids or owner.get(mi) != d:
+                    continue
+                if m["prev_step"] != u["last_step"]:
+                    continue
+                gap = float(np.sqrt((_min_image(np.asarray(u["pos"]) - np.asarray(m["prev_pos"]), period) ** 2).sum()))
+                if gap > self.duplicate_distance:
+                    continue
+                duplicates += 1
+                if _older(u, m):  # the older track takes over the detection and the update
+                    for k in ("pos", "vel", "last_step", "last_index", "prev_pos", "prev_step", "rej"):
+                        u[k] = copy.copy(m[k])
+                    u["n_obs"] += 1
+                    u["coast"] = 0
+                    u["occluder"] = 0
+                    u["seen"] = (u["seen"] + [int(ctx.index)])[-self.confirm_window:]
+                    del owner[mi]
+                    owner[ui] = d
+                    det_track[d] = u
+                    ended_ids.add(m["track_id"])
+                else:
+                    ended_ids.add(u["track_id"])
+        born_with: set[int] = set()  # detections that start a track this step
 
         # Splits: an unexplained detection next to a detection of a live track.
         split_cand: dict[int, list[tuple[int, int]]] = {}
@@ -210,7 +316,7 @@ class BlobTracker(Analyzer):
                     break
             if parent_det is None:
                 det_track[d] = self._birth(_wrap(det_pos[d], lengths), ctx)
-                born_with[d] = (0, 0)
+                born_with.add(d)
                 births += 1
                 continue
             ti, pd = parent_det
@@ -218,15 +324,14 @@ class BlobTracker(Analyzer):
             ended_ids.add(parent["track_id"])
             splits += 1
             for dd in (pd, d):
-                child = self._birth(_wrap(det_pos[dd], lengths), ctx)
+                child = self._birth(_wrap(det_pos[dd], lengths), ctx, parents=(parent,))
                 if dd == pd:
                     child["vel"] = list(parent["vel"])
                 det_track[dd] = child
-                born_with[dd] = (parent["track_id"], 0)
+                born_with.add(dd)
                 births += 1
 
         # Occlusion bookkeeping and merges.
-        deaths = short = 0
         alive = []
         occluders = {self._live[ti]["track_id"]: (ti, d) for ti, d in owner.items()}
         near: dict[int, tuple[float, int]] = {}  # unmatched track index -> (distance, nearest occluder's id)
@@ -236,9 +341,8 @@ class BlobTracker(Analyzer):
             free = np.array([ti for ti, t in enumerate(self._live)
                              if ti not in owner and t["track_id"] not in ended_ids], dtype=np.int64)
             if len(free):
-                last = np.array([self._live[ti]["pos"] for ti in free.tolist()], dtype=np.float64).reshape(-1, MAX_NDIM)
                 dp, jp = _nearest(pred[free], occ_pos, self.merge_distance, lengths, ndim)
-                dl, jl = _nearest(last, occ_pos, self.merge_distance, lengths, ndim)
+                dl, jl = _nearest(last[free], occ_pos, self.merge_distance, lengths, ndim)
                 for k, ti in enumerate(free.tolist()):
                     dk, jk = (dp[k], jp[k]) if dp[k] <= dl[k] else (dl[k], jl[k])
                     if np.isfinite(dk):
@@ -257,19 +361,22 @@ class BlobTracker(Analyzer):
                     t["occluder"] = -1  # seen alone, or next to different tracks: not a clean merge
             else:
                 t["occluder"] = -1
+        # A tentative track may miss only as many steps as still let it reach confirm_hits in the window.
+        tentative_gap = min(self.max_gap, self.confirm_window - self.confirm_hits)
         for t in self._live:
             if t["track_id"] in ended_ids:
                 continue
-            if t["track_id"] not in occluders and ctx.index - t["last_index"] - t.get("coast", 0) > self.max_gap:
+            gap = self.max_gap if t["cid"] else tentative_gap
+            if t["track_id"] not in occluders and ctx.index - t["last_index"] - t.get("coast", 0) > gap:
                 occ = t.get("occluder", -1)
                 if occ > 0 and occ in occluders and occ not in ended_ids:
                     ti, d = occluders[occ]
                     host = self._live[ti]
                     ended_ids.add(host["track_id"])
-                    child = self._birth(_wrap(det_pos[d], lengths), ctx)
+                    child = self._birth(_wrap(det_pos[d], lengths), ctx, parents=(host, t))
                     child["vel"] = list(host["vel"])
                     det_track[d] = child
-                    born_with[d] = (host["track_id"], t["track_id"])
+                    born_with.add(d)
                     births += 1
                     merges += 1
                 ended_ids.add(t["track_id"])
@@ -279,55 +386,84 @@ class BlobTracker(Analyzer):
                 if t.get("coast", 0) < self.max_occluded:
                     t["coast"] = t.get("coast", 0) + 1
                 coasting.append((t, pred[ti]))
+        deaths = dropped = 0
         for t in self._live:
             if t["track_id"] in ended_ids:
-                deaths += 1
-                short += t["n_obs"] < self.min_length
-                self._ended.append(self._row(t))
+                if t["cid"]:
+                    deaths += 1
+                    self._ended.append(self._row(t))
+                else:
+                    dropped += 1
             else:
                 alive.append(t)
+        self._dropped += dropped
         self._live = alive + self._pending
         self._pending = []
         self._live.sort(key=lambda t: t["track_id"])
 
+        # Confirmation: seen in confirm_hits of the last confirm_window analysed steps, and at least
+        # min_length times; children of a confirmed track were confirmed at birth.  IDs in this order.
+        confirmed_now = 0
+        for t in self._live:
+            if t["cid"] == 0 and (t["confirm"] or (
+                    t["n_obs"] >= self.min_length and t["last_index"] == ctx.index
+                    and sum(i > ctx.index - self.confirm_window for i in t["seen"]) >= self.confirm_hits)):
+                t["cid"] = self._next_cid
+                self._next_cid += 1
+                confirmed_now += 1
+
         events = []
         for d in range(n_d):
             t = det_track[d]
-            p0, p1 = born_with.get(d, (0, 0))
+            if not t["cid"] or t["track_id"] in ended_ids:
+                continue
+            first = not t["emitted"]
+            p0, p1 = t["parents"] if first else (0, 0)
+            t["emitted"] = True
             events.append({
-                "track_id": float(t["track_id"]), "object": float(dets[d].get("object", d)),
+                "track_id": float(t["cid"]), "object": float(dets[d].get("object", d)),
                 "c0": t["pos"][0], "c1": t["pos"][1], "c2": t["pos"][2],
                 "v0": t["vel"][0], "v1": t["vel"][1], "v2": t["vel"][2],
-                "age": float(t["n_obs"]), "born": 1.0 if d in born_with else 0.0,
+                "age": float(t["n_obs"]), "born": 1.0 if first else 0.0,
                 "parent0": float(p0), "parent1": float(p1),
             })
         if self.report_occluded:
             for t, p in coasting:
-                if t["track_id"] in ended_ids:
+                if t["track_id"] in ended_ids or not t["cid"]:
                     continue
                 p = _wrap(p, lengths)
                 events.append({
-                    "track_id": float(t["track_id"]), "object": -1.0,
+                    "track_id": float(t["cid"]), "object": -1.0,
                     "c0": float(p[0]), "c1": float(p[1]), "c2": float(p[2]),
                     "v0": t["vel"][0], "v1": t["vel"][1], "v2": t["vel"][2],
                     "age": float(t["n_obs"]), "born": 0.0, "parent0": 0.0, "parent1": 0.0,
                 })
         logger.debug(
-            "step %s: %d detections, %d links, %d births, %d deaths, %d merges, %d splits",
-            ctx.step, n_d, len(matched), births, deaths, merges, splits,
+            "step %s: %d detections, %d links, %d new tentative, %d confirmed, %d deaths, %d dropped, "
+            "%d merges, %d splits, %d duplicates",
+            ctx.step, n_d, len(matched), births, confirmed_now, deaths, dropped, merges, splits, duplicates,
         )
+        n_conf = sum(1 for t in self._live if t["cid"])
         return StepResult(events=events, scores={
-            "n_active": float(len(self._live)), "n_births": float(births), "n_deaths": float(deaths),
-            "n_short_deaths": float(short), "n_tracks_total": float(self._next_id - 1),
-            "n_merges": float(merges), "n_splits": float(splits),
+            "n_active": float(n_conf), "n_tentative": float(len(self._live) - n_conf),
+            "n_births": float(confirmed_now), "n_deaths": float(deaths), "tentative_dropped": float(dropped),
+            "n_tracks_total": float(self._next_cid - 1),
+            "n_merges": float(merges), "n_splits": float(splits), "n_duplicates": float(duplicates),
         })
 
-    def _birth(self, pos: np.ndarray, ctx: StepContext) -> dict[str, Any]:
-        """A new track at ``pos``; it joins the live list at the end of the step."""
+    def _birth(self, pos: np.ndarray, ctx: StepContext, parents: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+        """A new (tentative) track at ``pos``; it joins the live list at the end of the step.
+
+        The child of a split or merge is confirmed at once when any parent is (its
+        parents' catalog IDs go on its first row; a tentative parent has none).
+        """
+        cids = [int(p["cid"]) for p in parents] + [0, 0]
         t = {
-            "track_id": self._next_id, "pos": pos.tolist(), "vel": [0.0] * MAX_NDIM,
+            "track_id": self._next_id, "cid": 0, "pos": pos.tolist(), "vel": [0.0] * MAX_NDIM,
             "first_step": int(ctx.step), "last_step": int(ctx.step), "last_index": int(ctx.index), "n_obs": 1,
-            "occluder": 0, "coast": 0,
+            "occluder": 0, "coast": 0, "seen": [int(ctx.index)], "rej": 0,
+            "prev_pos": pos.tolist(), "prev_step": -1, "parents": cids[:2],
+            "confirm": any(cids), "emitted": False,
         }
         self._next_id += 1
         self._pending.append(t)
@@ -357,82 +493,137 @@ class BlobTracker(Analyzer):
         return _wrap(pos + vel * dt[:, None], lengths)
 
     def _update_all(self, matched: Mapping[int, int], det_wrapped: np.ndarray, ctx: StepContext,
-                    lengths: np.ndarray, shared: set[int]) -> None:
-        """``_update`` for every matched (detection, track) pair, the arithmetic done on arrays."""
+                    lengths: np.ndarray, shared: set[int], pred: np.ndarray) -> None:
+        """Every matched (detection, track) pair: position, and velocity gated on the innovation.
+
+        The velocity blends in the measured displacement only when the detection lies within
+        ``velocity_gate`` (x sqrt of the writer steps since the last sighting) of the prediction:
+        one stray detection (a fragment, a neighbour) moves the track but not its velocity.  A
+        second miss of the gate in a row means the model is wrong (a turn, or the first motion of
+        a track born at rest): the velocity restarts from that measurement.
+        """
         if not matched:
             return
         ds = np.fromiter(matched.keys(), dtype=np.int64, count=len(matched))
-        tracks = [self._live[matched[d]] for d in ds.tolist()]
+        tis = np.array([matched[d] for d in ds.tolist()], dtype=np.int64)
+        tracks = [self._live[i] for i in tis.tolist()]
         old = np.array([t["pos"] for t in tracks], dtype=np.float64)
         vel = np.array([t["vel"] for t in tracks], dtype=np.float64)
         dt = np.array([ctx.step - t["last_step"] for t in tracks], dtype=np.float64)
         s = np.array([self.velocity_smoothing if t["n_obs"] > 1 else 0.0 for t in tracks])
+        rej = np.array([t["rej"] for t in tracks], dtype=np.int64)
         period = np.where(lengths > 0, lengths, np.inf)
         new = det_wrapped[ds]
         step_dt = np.where(dt > 0, dt, 1.0)
         measured = _min_image(new - old, period) / step_dt[:, None]
+        innov = np.sqrt((_min_image(new - pred[tis], period) ** 2).sum(axis=1))
+        vgate = (self.velocity_gate if self.velocity_gate is not None else 0.5 * self.max_distance) * np.sqrt(step_dt)
         keep = (dt <= 0) | np.isin(ds, np.fromiter(shared, dtype=np.int64, count=len(shared)))
-        vel = np.where(keep[:, None], vel, (1.0 - s[:, None]) * measured + s[:, None] * vel)
-        for t, p, v in zip(tracks, new.tolist(), vel.tolist()):
+        outlier = ~keep & (innov > vgate)
+        restart = outlier & (rej >= 1)
+        blend = (1.0 - s[:, None]) * measured + s[:, None] * vel
+        vel = np.where((keep | (outlier & ~restart))[:, None], vel, np.where(restart[:, None], measured, blend))
+        rej = np.where(keep, rej, np.where(outlier & ~restart, rej + 1, 0))
+        for t, p, v, r in zip(tracks, new.tolist(), vel.tolist(), rej.tolist()):
+            t["prev_pos"] = t["pos"]
+            t["prev_step"] = t["last_step"]
             t["pos"] = p
             t["vel"] = v
+            t["rej"] = int(r)
             t["last_step"] = int(ctx.step)
             t["last_index"] = int(ctx.index)
             t["n_obs"] += 1
             t["coast"] = 0
-
-    def _update(
-        self, t: dict[str, Any], pos: np.ndarray, ctx: StepContext, lengths: np.ndarray, keep_velocity: bool = False
-    ) -> None:
-        dt = ctx.step - t["last_step"]
-        if dt > 0 and not keep_velocity:
-            period = np.where(lengths > 0, lengths, np.inf)
-            measured = _min_image(pos - np.asarray(t["pos"]), period) / dt
-            s = self.velocity_smoothing if t["n_obs"] > 1 else 0.0
-            t["vel"] = ((1.0 - s) * measured + s * np.asarray(t["vel"])).tolist()
-        t["pos"] = pos.tolist()
-        t["last_step"] = int(ctx.step)
-        t["last_index"] = int(ctx.index)
-        t["n_obs"] += 1
-        t["coast"] = 0
+            t["seen"] = (t["seen"] + [int(ctx.index)])[-self.confirm_window:]
 
     def _row(self, t: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: t[k] for k in ("track_id", "first_step", "last_step", "n_obs")}
+        """A confirmed track's summary row, by its catalog ID (``first_step``: its first sighting)."""
+        return {"track_id": t["cid"], "first_step": t["first_step"], "last_step": t["last_step"], "n_obs": t["n_obs"]}
 
     # ------------------------------------------------------------------ state
     def summary(self) -> list[dict[str, Any]]:
-        """Every track ever seen (dead and alive), by ID: for the end-of-run track table."""
-        rows = [dict(r) for r in self._ended] + [self._row(t) for t in self._live]
+        """Every confirmed track (dead and alive), by catalog ID: for the end-of-run track table."""
+        rows = [dict(r) for r in self._ended] + [self._row(t) for t in self._live if t["cid"]]
         return sorted(rows, key=lambda r: r["track_id"])
 
-    def n_short(self) -> int:
-        """Tracks ever seen with fewer than ``min_length`` observations (dead, or alive now)."""
-        return sum(r["n_obs"] < self.min_length for r in self.summary())
+    def n_tentative_dropped(self) -> int:
+        """Tentative tracks that died before confirmation over the whole run (never in the catalog)."""
+        return self._dropped
 
     def state_dict(self) -> dict[str, Any]:
-        """Live tracks, ended tracks and the next ID, as plain Python values."""
+        """Live tracks (tentative ones too), ended tracks and the next IDs, as plain Python values."""
         return {
             "version": _STATE_VERSION,
             "next_id": self._next_id,
+            "next_cid": self._next_cid,
+            "dropped": self._dropped,
             "live": [{k: (list(t[k]) if isinstance(t[k], list) else t[k]) for k in _TRACK_KEYS} for t in self._live],
             "ended": [dict(r) for r in self._ended],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore exactly what ``state_dict`` returned, so IDs and predictions continue."""
-        if state.get("version") not in (1, _STATE_VERSION):  # version 1: before merges/splits
+        """Restore exactly what ``state_dict`` returned, so IDs and predictions continue.
+
+        Versions 1 and 2 (before confirmation) had every track in the catalog: they load
+        as confirmed tracks whose catalog ID is their ID.
+        """
+        version = state.get("version")
+        if version not in (1, 2, _STATE_VERSION):  # 1: before merges/splits; 2: before confirmation
             raise ValueError(
-                f"tracking state has version {state.get('version')!r}; this tracker reads version {_STATE_VERSION}"
+                f"tracking state has version {version!r}; this tracker reads versions 1 to {_STATE_VERSION}"
             )
         self._reset()
         self._next_id = int(state["next_id"])
-        self._live = [
-            {"track_id": int(t["track_id"]), "pos": [float(v) for v in t["pos"]], "vel": [float(v) for v in t["vel"]],
-             "first_step": int(t["first_step"]), "last_step": int(t["last_step"]), "last_index": int(t["last_index"]),
-             "n_obs": int(t["n_obs"]), "occluder": int(t.get("occluder", 0)), "coast": int(t.get("coast", 0))}
-            for t in state["live"]
-        ]
+        self._next_cid = int(state.get("next_cid", self._next_id))
+        self._dropped = int(state.get("dropped", 0))
+        self._live = []
+        for t in state["live"]:
+            tid = int(t["track_id"])
+            pos = [float(v) for v in t["pos"]]
+            self._live.append({
+                "track_id": tid, "cid": int(t.get("cid", tid)), "pos": pos, "vel": [float(v) for v in t["vel"]],
+                "first_step": int(t["first_step"]), "last_step": int(t["last_step"]),
+                "last_index": int(t["last_index"]), "n_obs": int(t["n_obs"]),
+                "occluder": int(t.get("occluder", 0)), "coast": int(t.get("coast", 0)),
+                "seen": [int(i) for i in t.get("seen", [t["last_index"]])], "rej": int(t.get("rej", 0)),
+                "prev_pos": [float(v) for v in t.get("prev_pos", pos)], "prev_step": int(t.get("prev_step", -1)),
+                "parents": [int(p) for p in t.get("parents", [0, 0])], "confirm": bool(t.get("confirm", False)),
+                "emitted": bool(t.get("emitted", version != _STATE_VERSION)),
+            })
         self._ended = [dict(r) for r in state["ended"]]
+
+
+def _older(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether track ``a`` is the older of two: confirmed before ``b`` (or ``b`` tentative), else born first."""
+    if a["cid"] and b["cid"]:
+        return a["cid"] < b["cid"]
+    if a["cid"] or b["cid"]:
+        return bool(a["cid"])
+    return a["track_id"] < b["track_id"]
+
+
+def _pairs2(pred: np.ndarray, last: np.ndarray, b: np.ndarray, r: float, fallback_cost: float,
+            lengths: np.ndarray, ndim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gated pairs around two centres per track: the prediction, and the last position.
+
+    A pair within ``r`` of either centre is a candidate; its cost is the distance to the
+    prediction, or to the last position plus ``fallback_cost`` if that is less: a track
+    whose prediction overshot (a stop, a turn) is still picked up where it was seen,
+    while a prediction that fits wins over the fallback.  One row per (track, detection).
+    """
+    t1, d1, c1 = _pairs(pred, b, r, lengths, ndim)
+    moving = np.flatnonzero(np.any(pred[:, :ndim] != last[:, :ndim], axis=1))
+    if not len(moving):
+        return t1, d1, c1
+    t2, d2, c2 = _pairs(last[moving], b, r, lengths, ndim)
+    t2 = moving[t2]
+    ti, di, cost = np.r_[t1, t2], np.r_[d1, d2], np.r_[c1, c2 + fallback_cost]
+    if not len(ti):
+        return ti, di, cost
+    order = np.lexsort((cost, di, ti))
+    ti, di, cost = ti[order], di[order], cost[order]
+    first = np.r_[True, (ti[1:] != ti[:-1]) | (di[1:] != di[:-1])]
+    return ti[first], di[first], cost[first]
 
 
 def _kd_coords(a: np.ndarray, b: np.ndarray, r: float, lengths: np.ndarray,

@@ -15,6 +15,15 @@ from intransit.analyzers.tracking import EVENT_FIELDS, BlobTracker
 SHAPE = (64, 64)
 
 
+#: Confirmation off (every track in the catalog from its first sighting): for the tests of the
+#: motion model, which look at IDs and velocities from step 0.  Confirmation has its own tests.
+IMMEDIATE = dict(confirm_hits=1, confirm_window=1, min_length=1)
+
+
+def immediate(**kw) -> BlobTracker:
+    return BlobTracker(**{**IMMEDIATE, **kw})
+
+
 def detections(*points: tuple[float, float]) -> StepResult:
     """A detection result as blob_detection would produce it (only the keys tracking reads matter)."""
     return StepResult(events=[{"object": float(i), "c0": float(y), "c1": float(x), "c2": 0.0} for i, (y, x) in enumerate(points)])
@@ -38,16 +47,18 @@ def ids(result: StepResult) -> list[int]:
 
 def test_registered_and_schema():
     assert get("tracking") is BlobTracker and BlobTracker.needs_input
-    res = feed(BlobTracker(), [[(10, 10)]])[0]
+    first, res = feed(BlobTracker(), [[(10, 10)], [(10, 10)]])
+    assert first.events == [] and first.scores["n_tentative"] == 1 and first.scores["n_active"] == 0
     assert [tuple(e) for e in res.events] == [EVENT_FIELDS]
     assert all(isinstance(v, float) for v in res.events[0].values())
-    assert res.scores == {"n_active": 1.0, "n_births": 1.0, "n_deaths": 0.0, "n_short_deaths": 0.0, "n_tracks_total": 1.0,
-                          "n_merges": 0.0, "n_splits": 0.0}
+    assert set(res.scores) == set(BlobTracker.score_names)
+    assert res.scores == {"n_active": 1.0, "n_tentative": 0.0, "n_births": 1.0, "n_deaths": 0.0, "tentative_dropped": 0.0,
+                          "n_tracks_total": 1.0, "n_merges": 0.0, "n_splits": 0.0, "n_duplicates": 0.0}
 
 
 def test_constant_velocity_and_velocity_estimate():
     frames = [[(10 + 2.0 * t, 5 + 3.0 * t), (50 - 1.0 * t, 40.0)] for t in range(8)]
-    res = feed(BlobTracker(max_distance=5.0), frames)
+    res = feed(immediate(max_distance=5.0), frames)
     assert all(ids(r) == [1, 2] for r in res)
     last = {int(e["track_id"]): e for e in res[-1].events}
     assert np.allclose([last[1]["v0"], last[1]["v1"]], [2.0, 3.0])
@@ -61,7 +72,7 @@ def test_gap_while_moving_uses_prediction():
     # 3.5 cells per step under a 4-cell gate; unseen at step 3, so step 4 is 7 cells from the last sighting.
     frames = [[(10.0, 5 + 3.5 * t)] for t in range(7)]
     frames[3] = []
-    res = feed(BlobTracker(max_distance=4.0), frames)
+    res = feed(immediate(max_distance=4.0), frames)
     assert [ids(r) for r in res] == [[1], [1], [1], [], [1], [1], [1]]
     assert np.isclose(res[-1].events[0]["v1"], 3.5)
 
@@ -70,7 +81,7 @@ def test_crossing_blobs_keep_ids():
     # Opposite motion one row apart: right after they pass, each previous position is nearer the
     # other blob (sqrt(5) < 3), so matching without the velocity prediction would swap the IDs.
     frames = [[(30.0, 5 + 3.0 * t), (31.0, 50 - 3.0 * t)] for t in range(16)]
-    res = feed(BlobTracker(max_distance=5.0), frames)
+    res = feed(immediate(max_distance=5.0), frames)
     assert all(ids(r) == [1, 2] for r in res)
     assert res[-1].scores["n_tracks_total"] == 2
     last = {int(e["track_id"]): e for e in res[-1].events}
@@ -80,7 +91,7 @@ def test_crossing_blobs_keep_ids():
 def test_gap_of_one_step_keeps_id():
     frames = [[(10.0 + t, 20.0)] for t in range(6)]
     frames[3] = []  # not detected at step 3
-    res = feed(BlobTracker(max_distance=3.0, max_gap=2), frames)
+    res = feed(immediate(max_distance=3.0, max_gap=2), frames)
     assert [ids(r) for r in res] == [[1], [1], [1], [], [1], [1]]
     assert res[3].scores["n_active"] == 1 and res[3].scores["n_deaths"] == 0
     assert res[4].events[0]["age"] == 4
@@ -88,7 +99,7 @@ def test_gap_of_one_step_keeps_id():
 
 def test_gap_longer_than_max_gap_kills_track():
     frames = [[(10.0, 20.0)], [(10.0, 20.0)], [], [], [(10.0, 20.0)]]
-    res = feed(BlobTracker(max_gap=1), frames)
+    res = feed(immediate(max_gap=1), frames)
     assert [r.scores["n_deaths"] for r in res] == [0, 0, 0, 1, 0]
     assert ids(res[-1]) == [2] and res[-1].scores["n_births"] == 1
 
@@ -99,7 +110,7 @@ def test_dropped_writer_steps_still_link():
     # 4.5 cells away, and a prediction per analysed step would miss it by 3 cells.
     steps = [0, 1, 2, 5, 8, 11]
     frames = [[(20.0, 4.0 + 1.5 * s)] for s in steps]
-    tracker = BlobTracker(max_distance=2.0)
+    tracker = immediate(max_distance=2.0)
     res = feed(tracker, frames, steps=steps)
     assert all(ids(r) == [1] for r in res)
     assert np.isclose(res[-1].events[0]["v1"], 1.5)  # velocity per writer step
@@ -108,11 +119,11 @@ def test_dropped_writer_steps_still_link():
 
 def test_periodic_wraparound_keeps_id():
     frames = [[(20.0, (55.0 + 3.0 * t) % 64)] for t in range(8)]
-    res = feed(BlobTracker(max_distance=4.0, periodic=[False, True]), frames)
+    res = feed(immediate(max_distance=4.0, periodic=[False, True]), frames)
     assert all(ids(r) == [1] for r in res)
     assert all(0 <= r.events[0]["c1"] < 64 for r in res)
     assert np.isclose(res[-1].events[0]["v1"], 3.0)
-    open_ = feed(BlobTracker(max_distance=4.0), frames)
+    open_ = feed(immediate(max_distance=4.0), frames)
     assert max(ids(open_[-1])) == 2  # without periodicity the seam breaks the track
 
 
@@ -126,17 +137,19 @@ def test_births_deaths_and_summary():
         [(40.0, 40.0)],
         [],
     ]
+    # min_length 3 holds each track back until its third sighting (it used to count short tracks only).
     tracker = BlobTracker(max_gap=1, min_length=3)
     res = feed(tracker, frames)
-    assert [r.scores["n_births"] for r in res] == [1, 1, 0, 0, 0, 0, 0]
+    assert [r.scores["n_births"] for r in res] == [0, 0, 1, 1, 0, 0, 0]  # confirmations
     assert [r.scores["n_deaths"] for r in res] == [0, 0, 0, 0, 1, 0, 0]
-    assert [r.scores["n_active"] for r in res] == [1, 2, 2, 2, 1, 1, 1]
+    assert [r.scores["n_active"] for r in res] == [0, 0, 1, 2, 1, 1, 1]
     assert tracker.summary() == [
         {"track_id": 1, "first_step": 0, "last_step": 2, "n_obs": 3},
         {"track_id": 2, "first_step": 1, "last_step": 5, "n_obs": 5},
     ]
     short = feed(BlobTracker(max_gap=0, min_length=3), [[(5.0, 5.0)], [(5.0, 5.0)], []])
-    assert short[-1].scores["n_short_deaths"] == 1 and short[-1].scores["n_deaths"] == 1
+    assert all(r.events == [] for r in short)  # never reached 3 sightings: never in the catalog
+    assert short[-1].scores["tentative_dropped"] == 1 and short[-1].scores["n_deaths"] == 0
 
 
 def test_state_dict_round_trip_gives_identical_output():
@@ -147,10 +160,10 @@ def test_state_dict_round_trip_gives_identical_output():
         if t >= 5:
             pts.append((50.0, 10 + t))
         frames.append([(y + 0.1 * rng.normal(), x + 0.1 * rng.normal()) for y, x in pts if rng.random() > 0.15])
-    a = BlobTracker(max_distance=5.0, periodic=[False, True], velocity_smoothing=0.3)
+    a = immediate(max_distance=5.0, periodic=[False, True], velocity_smoothing=0.3)
     feed(a, frames[:10])
     state = pickle.loads(pickle.dumps(a.state_dict()))
-    b = BlobTracker(max_distance=5.0, periodic=[False, True], velocity_smoothing=0.3)
+    b = immediate(max_distance=5.0, periodic=[False, True], velocity_smoothing=0.3)
     b.load_state_dict(copy.deepcopy(state))
     ra = feed(a, frames[10:], steps=list(range(10, 20)), start_index=10)
     rb = feed(b, frames[10:], steps=list(range(10, 20)), start_index=10)
@@ -164,13 +177,14 @@ def test_state_dict_round_trip_gives_identical_output():
 
 def test_tracks_real_detections():
     """The two analyzers chained as the service does: detection events feed the tracker."""
-    det, tracker = BlobDetector(periodic=[False, True]), BlobTracker(max_distance=5.0, periodic=[False, True])
+    det, tracker = BlobDetector(periodic=[False, True]), immediate(max_distance=5.0, periodic=[False, True])
     yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
     for t in range(6):
         cx = (58.0 + 3.0 * t) % 64
         dx = (xx - cx + 32) % 64 - 32
         field = 5 * np.exp(-((yy - 20.0) ** 2 + dx**2) / 8.0)
-        blocks = [Block(field[:, :32].copy(), (0, 0), (64, 32), 0), Block(field[:, 32:].copy(), (0, 32), (64, 32), 1)]
+        # One block over the domain: detection across block faces is blob_detection's own test (halo reads).
+        blocks = [Block(field.copy(), (0, 0), SHAPE, 0)]
         ctx = StepContext(step=t, index=t, variable="n", global_shape=SHAPE, blocks=blocks)
         found = det.combine([det.process_blocks(ctx)], ctx)
         assert found.scores["n_objects"] == 1
@@ -202,7 +216,7 @@ def test_merge_and_split_record_parents():
     frames = [[(20.0, 10.0 + 2 * t), (20.0, 30.0 - 2 * t)] for t in range(4)]
     frames += [[(20.0, 20.0)] for _ in range(4, 12)]
     frames += [[(20.0 - 3 - (t - 12), 20.0), (20.0 + 3 + (t - 12), 20.0)] for t in range(12, 16)]
-    trk = BlobTracker(max_distance=5.0, max_gap=2, merge_distance=6.0, split_distance=8.0)
+    trk = immediate(max_distance=5.0, max_gap=2, merge_distance=6.0, split_distance=8.0)
     res = feed(trk, frames)
     links = [(int(e["parent0"]), int(e["parent1"]), int(e["track_id"])) for r in res for e in r.events if e["parent0"]]
     merges = [l for l in links if l[1]]
@@ -218,7 +232,7 @@ def test_crossing_is_not_a_merge():
     frames = [[(20.0, 10.0 + 2 * t), (20.0, 30.0 - 2 * t)] for t in range(4)]
     frames += [[(20.0, 20.0)], [(20.0, 20.0)]]
     frames += [[(20.0, 10.0 + 2 * t), (20.0, 30.0 - 2 * t)] for t in range(6, 10)]
-    res = feed(BlobTracker(max_distance=5.0, max_gap=2, merge_distance=6.0, split_distance=8.0), frames)
+    res = feed(immediate(max_distance=5.0, max_gap=2, merge_distance=6.0, split_distance=8.0), frames)
     assert ids(res[-1]) == [1, 2]
     assert not any(e["parent0"] for r in res for e in r.events)
 
@@ -232,9 +246,9 @@ def test_occlusion_coasting_keeps_ids_through_a_merged_detection():
             frames.append([((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)])
         else:
             frames.append([a, b])
-    plain = feed(BlobTracker(max_distance=5.0, max_gap=2), frames)
+    plain = feed(immediate(max_distance=5.0, max_gap=2), frames)
     assert plain[-1].scores["n_tracks_total"] > 2  # one track died in the 5-step occlusion
-    trk = BlobTracker(max_distance=5.0, max_gap=2, occlusion_distance=6.0, report_occluded=True)
+    trk = immediate(max_distance=5.0, max_gap=2, occlusion_distance=6.0, report_occluded=True)
     res = feed(trk, frames)
     assert res[-1].scores["n_tracks_total"] == 2
     assert ids(res[0]) == ids(res[-1]) == [1, 2]
@@ -242,7 +256,7 @@ def test_occlusion_coasting_keeps_ids_through_a_merged_detection():
     assert len(coasted) == 5 and all(e["track_id"] in (1.0, 2.0) for e in coasted)
     assert all(tuple(e) == EVENT_FIELDS for e in coasted)
     state = pickle.loads(pickle.dumps(trk.state_dict()))
-    again = BlobTracker(max_distance=5.0, max_gap=2, occlusion_distance=6.0)
+    again = immediate(max_distance=5.0, max_gap=2, occlusion_distance=6.0)
     again.load_state_dict(state)
     assert again.state_dict() == trk.state_dict()
 
@@ -279,3 +293,77 @@ def test_sparse_gate_equals_brute_force_assignment(periodic):
         assert got == want, (trial, periodic)
         assert len(ti) == int((cost <= gate).sum())  # the tree found every gated pair, no more
         assert np.allclose(dd, cost[ti, di])
+
+
+def test_one_step_false_detection_never_reaches_the_catalog():
+    """A detection seen once is a tentative track: it dies uncatalogued and is counted."""
+    frames = [[(10.0 + t, 20.0)] for t in range(8)]
+    frames[3] = frames[3] + [(50.0, 50.0)]  # a one-step false detection
+    trk = BlobTracker(max_distance=3.0)
+    res = feed(trk, frames)
+    rows = [e for r in res for e in r.events]
+    assert {int(e["track_id"]) for e in rows} == {1}
+    assert all(abs(e["c0"] - 50.0) > 5 for e in rows)
+    assert sum(r.scores["tentative_dropped"] for r in res) == 1 == trk.n_tentative_dropped()
+    assert trk.summary() == [{"track_id": 1, "first_step": 0, "last_step": 7, "n_obs": 8}]
+
+
+def test_confirmed_track_has_dense_ids_and_rows_from_confirmation():
+    """k of n: seen at steps 0 and 2 (missed 1) confirms at 2; IDs count confirmed tracks only."""
+    frames = [[(10.0, 10.0), (40.0, 40.0)], [(10.0, 10.0), (30.0, 5.0)], [(10.0, 10.0), (40.0, 40.0)],
+              [(10.0, 10.0), (40.0, 40.0), (55.0, 20.0)], [(10.0, 10.0), (40.0, 40.0)], [(10.0, 10.0), (40.0, 40.0)]]
+    res = feed(BlobTracker(max_distance=3.0, confirm_hits=2, confirm_window=3, min_length=2), frames)
+    assert [sorted(int(e["track_id"]) for e in r.events) for r in res] == [[], [1], [1, 2], [1, 2], [1, 2], [1, 2]]
+    first = {int(e["track_id"]): e for r in res for e in r.events if e["born"]}
+    assert first[1]["age"] == 2 and first[2]["age"] == 2  # the confirming row counts the tentative sightings
+    assert sum(r.scores["tentative_dropped"] for r in res) == 2  # the two one-step detections
+    assert res[-1].scores["n_tracks_total"] == 2
+
+
+def test_children_of_a_confirmed_track_are_confirmed_at_once():
+    frames = [[(20.0, 20.0)] for _ in range(4)] + [[(17.0, 20.0), (23.0, 20.0)], [(16.0, 20.0), (24.0, 20.0)]]
+    res = feed(BlobTracker(max_distance=5.0, split_distance=8.0), frames)
+    kids = [e for e in res[4].events if e["parent0"]]
+    assert len(kids) == 2 and all(e["parent0"] == 1.0 and e["born"] == 1.0 for e in kids)
+    assert sorted(int(e["track_id"]) for e in kids) == [2, 3]
+
+
+def test_one_outlier_detection_does_not_change_the_velocity():
+    frames = [[(10.0, 5.0 + 1.0 * t)] for t in range(8)]
+    frames[5] = [(12.0, 10.0)]  # 2 cells off the prediction (11 on axis 1 -> 10, axis 0 10 -> 12)
+    res = feed(immediate(max_distance=4.0, velocity_gate=1.5, velocity_smoothing=0.0), frames)
+    assert all(ids(r) == [1] for r in res)
+    v5 = (res[5].events[0]["v0"], res[5].events[0]["v1"])
+    assert np.allclose(v5, (0.0, 1.0))  # the outlier moved the track, not its velocity
+    ungated = feed(immediate(max_distance=4.0, velocity_gate=3.9, velocity_smoothing=0.0), frames)
+    assert not np.allclose((ungated[5].events[0]["v0"], ungated[5].events[0]["v1"]), (0.0, 1.0))
+
+
+def test_track_that_misses_its_prediction_is_picked_up_at_its_last_position():
+    # Moves 2.5 cells per step, then stops dead: the prediction overshoots by 2.5 + 2.5 = 5 > gate 4
+    # two steps later, but the blob sits at its last position.
+    frames = [[(20.0, 5.0 + 2.5 * t)] for t in range(5)] + [[(20.0, 15.0)]] * 4
+    res = feed(immediate(max_distance=4.0, velocity_smoothing=0.0, max_gap=0), frames)
+    assert all(ids(r) == [1] for r in res)
+    assert res[-1].scores["n_tracks_total"] == 1
+
+
+def test_older_track_wins_a_contested_detection():
+    # A confirmed track and a newborn tentative one equally near one detection: the older keeps it.
+    frames = [[(20.0, 20.0)] for _ in range(5)] + [[(20.0, 20.0), (20.0, 23.0)], [(20.0, 21.5)]]
+    trk = BlobTracker(max_distance=3.0, duplicate_distance=None)
+    res = feed(trk, frames)
+    assert [int(e["track_id"]) for e in res[-1].events] == [1]
+    assert res[-1].scores["n_tracks_total"] == 1
+
+
+def test_duplicate_tracks_on_one_blob_merge_into_the_older():
+    # A blob seen twice (a fragment) for three steps: two confirmed tracks, then one detection again.
+    frames = [[(20.0, 10.0 + t)] for t in range(4)]
+    frames += [[(20.0, 10.0 + t), (21.0, 10.5 + t)] for t in range(4, 7)]
+    frames += [[(20.2, 10.0 + t)] for t in range(7, 10)]
+    trk = BlobTracker(max_distance=3.0, max_gap=3)
+    res = feed(trk, frames)
+    assert sum(r.scores["n_duplicates"] for r in res) == 1
+    assert [int(e["track_id"]) for e in res[-1].events] == [1]
+    assert res[-1].scores["n_active"] == 1  # the duplicate ended at once (not after max_gap)
