@@ -54,6 +54,8 @@ class OutputConfig:
     restore: bool = True
     #: Analyzed steps reach the catalog file at least this often (seconds); 0 = every step.
     catalog_flush_s: float = 0.25
+    #: Folder of the field-sized products (one BP5 file per rank); None = beside the catalog.
+    products: str | None = None
 
 
 @dataclasses.dataclass
@@ -98,6 +100,7 @@ _OUTPUT_KEYS: dict[str, tuple[type, ...]] = {
     "checkpoint_every": (int,),
     "restore": (bool,),
     "catalog_flush_s": (int, float),
+    "products": (str,),
 }
 _STEERING_KEYS: dict[str, tuple[type, ...]] = {
     "stream": (str,),
@@ -244,7 +247,11 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
         checkpoint_every=int(o.get("checkpoint_every", 0)),
         restore=bool(o.get("restore", True)),
         catalog_flush_s=float(o.get("catalog_flush_s", 0.25)),
+        products=_resolve(base_dir, o["products"]) if "products" in o else None,
     )
+    if output.products is not None and os.path.abspath(output.products) == os.path.abspath(output.catalog):
+        raise ConfigError(f"{path} [output]: products must be a folder other than the catalog "
+                          f"{output.catalog!r} (e.g. products = \"products\")")
     if not 0 <= output.catalog_flush_s <= 60:
         raise ConfigError(f"{path} [output]: catalog_flush_s must be between 0 (write every step) and 60 seconds, "
                           f"got {output.catalog_flush_s:g}")
