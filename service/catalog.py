@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import time
 from typing import Any, Mapping, Sequence
@@ -224,67 +225,178 @@ class Catalog:
         return out
 
 
-def read_catalog(path: str) -> Catalog:
-    """Read a catalog written by ``CatalogWriter``."""
+class CatalogError(ValueError):
+    """A path that is not a readable catalog, with what is wrong and what would be right."""
+
+
+#: The files every BP5 catalog directory holds once its first step is written.
+_BP5_FILES = ("md.idx", "md.0", "data.0")
+#: A BP5 md.0 without steps holds only its header (72 bytes with ADIOS2 2.12); each
+#: catalog step adds ~200.  More than this with no step indexed = md.idx cut short.
+_EMPTY_MD0_BYTES = 128
+
+
+def check_catalog_path(path: str) -> None:
+    """Refuse what cannot be a catalog before ADIOS2 sees it.
+
+    BP5's reader waits for files it expects to appear (a writer may still be
+    creating them), so an empty directory, a missing ``md.idx`` or a plain
+    file would otherwise make ``intransit report`` wait instead of answer.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no catalog at {path!r}: give the [output] catalog path of a job that ran")
+    if not os.path.isdir(path):
+        raise CatalogError(f"{path!r} is a plain file, not a catalog: a catalog is the BP5 directory "
+                           f"(holding {', '.join(_BP5_FILES)}) named by a job's [output] catalog")
+    missing = [name for name in _BP5_FILES if not os.path.isfile(os.path.join(path, name))]
+    if missing:
+        raise CatalogError(f"{path!r} is not a complete BP5 catalog: {', '.join(missing)} missing "
+                           f"(a catalog directory holds {', '.join(_BP5_FILES)}; was it copied in part?)")
+    empty = [name for name in ("md.idx", "md.0") if os.path.getsize(os.path.join(path, name)) == 0]
+    if (not empty and os.path.getsize(os.path.join(path, "data.0")) == 0
+            and os.path.getsize(os.path.join(path, "md.0")) > _EMPTY_MD0_BYTES):
+        empty = ["data.0"]  # BP5 would wait for the data its metadata promises
+    if empty:
+        raise CatalogError(f"catalog {path!r} is truncated: {', '.join(empty)} is empty "
+                           f"(the job was killed before its first catalog step, or the copy is incomplete)")
+
+
+def read_catalog(path: str, *, open_timeout_s: float = 5.0, step_timeout_s: float = 10.0) -> Catalog:
+    """Read a catalog written by ``CatalogWriter``.
+
+    Every wait is bounded: a truncated or damaged catalog raises
+    ``CatalogError`` naming the damaged part instead of waiting for a writer
+    that is gone.  ``step_timeout_s`` is how long to wait for a step a live
+    job has not written yet (the catalog of a running job can be read).
+    """
     import adios2
     from adios2 import bindings
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no catalog at {path!r}")
+    check_catalog_path(path)
     adios = adios2.Adios()
     io = adios.declare_io("intransit_catalog_reader")
     io.set_engine("BP5")
-    engine = io.open(path, bindings.Mode.Read)
+    io.set_parameter("OpenTimeoutSecs", str(open_timeout_s))
+    try:
+        engine = io.open(path, bindings.Mode.Read)
+    except RuntimeError as exc:
+        raise CatalogError(f"catalog {path!r} cannot be opened: {_adios_reason(exc)} "
+                           f"(md.idx and md.0 must be complete: is the catalog truncated?)") from None
+    try:
+        return _read_steps(path, io, engine, bindings, step_timeout_s)
+    except RuntimeError as exc:
+        raise CatalogError(f"catalog {path!r} is damaged: {_adios_reason(exc)} "
+                           f"(a step's data in data.0 is missing or truncated)") from None
+    finally:
+        engine.close()
+
+
+def read_catalog_bounded(path: str, timeout_s: float = 120.0) -> Catalog:
+    """``read_catalog`` in a child process that must answer within ``timeout_s``.
+
+    BP5 reads of a data file cut short wait for bytes that will never come
+    (it expects a writer may still be appending), and an ADIOS2 call cannot
+    be interrupted from Python: only a separate process bounds that wait.
+    """
+    import multiprocessing
+
+    check_catalog_path(path)  # the common mistakes answered at once, without a process
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_read_into_pipe, args=(path, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(timeout_s):
+            raise CatalogError(f"catalog {path!r}: reading did not finish within {timeout_s:g} s "
+                               f"(a step's data in data.0 is probably truncated: BP5 waits for it)")
+        try:
+            ok, value = receive.recv()
+        except EOFError:
+            raise CatalogError(f"catalog {path!r}: the reader process died (exit status "
+                               f"{child.join(5) or child.exitcode}) reading it: the catalog is damaged") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+    if not ok:
+        raise value
+    return value
+
+
+def _read_into_pipe(path: str, send: Any) -> None:
+    try:
+        send.send((True, read_catalog(path)))
+    except Exception as exc:  # sent to the parent, which raises it
+        send.send((False, exc if isinstance(exc, CatalogError) else CatalogError(f"catalog {path!r}: {exc}")))
+
+
+def _adios_reason(exc: BaseException) -> str:
+    """ADIOS2's exception text without its colour codes and timestamp prefix."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    text = re.sub(r"\[[A-Z][a-z]{2} [A-Z][a-z]{2} +\d+ [\d:]+ \d{4}\]\s*", "", text)
+    return " ".join(text.replace("[ADIOS2 EXCEPTION]", "").split())[:400]
+
+
+def _read_steps(path: str, io: Any, engine: Any, bindings: Any, step_timeout_s: float) -> Catalog:
     steps: list[dict[str, float]] = []
     events: dict[str, list[dict[str, float]]] = {}
     fields: dict[str, list[str]] = {}
     metadata: dict[str, str] = {}
-    try:
-        while engine.impl.BeginStep(bindings.StepMode.Read, 10.0) == bindings.StepStatus.OK:
-            if not fields:
-                for name, _info in io.available_attributes().items():
-                    attr = io.inquire_attribute(name)
-                    if name.endswith("/fields"):
-                        fields[name[: -len("/fields")]] = list(attr.data_string())
-                    elif name.startswith("meta/"):
-                        data = attr.data_string()
-                        metadata[name[5:]] = data[0] if data else ""
-            available = io.available_variables()
-            columns: dict[str, np.ndarray] = {}
-            for var_name in sorted(available):
-                if var_name.endswith("/events"):
-                    continue
-                columns[var_name] = _get(engine, io, var_name, bindings)
-            # A batch of k analyzed steps (k = 1 and scalars in catalogs written before batching).
-            k = len(columns["step"])
-            rows = [{name: col[i].item() for name, col in columns.items()} for i in range(k)]
-            analyzers = [key[: -len("/failed")] for key in columns if key.endswith("/failed")]
-            for row in rows:
-                for name in analyzers:
-                    if row.get(f"{name}/failed") == 1:  # a failed step has no events and no scores
-                        for key in [key for key in row if key.startswith(f"{name}/scores/") or key == f"{name}/n_events"]:
-                            del row[key]
-            for name, cols in fields.items():
-                key = f"{name}/events"
-                if key not in available:
-                    continue
-                table_rows = _get(engine, io, key, bindings)
-                counts = [int(row.get(f"{name}/n_events", 0)) for row in rows]
-                if sum(counts) != len(table_rows):
-                    raise ValueError(f"catalog {path!r}: {key} has {len(table_rows)} rows at writer steps "
-                                     f"{rows[0]['step']}–{rows[-1]['step']}, n_events says {sum(counts)}")
-                table = events.setdefault(name, [])
-                start = 0
-                for row, count in zip(rows, counts):
-                    for r in table_rows[start:start + count]:
-                        ev = {"step": row["step"], "index": row["index"]}
-                        ev.update(zip(cols, (float(x) for x in r)))
-                        table.append(ev)
-                    start += count
-            steps.extend(rows)
+    while engine.impl.BeginStep(bindings.StepMode.Read, step_timeout_s) == bindings.StepStatus.OK:
+        if not fields:
+            for name, _info in io.available_attributes().items():
+                attr = io.inquire_attribute(name)
+                if name.endswith("/fields"):
+                    fields[name[: -len("/fields")]] = list(attr.data_string())
+                elif name.startswith("meta/"):
+                    data = attr.data_string()
+                    metadata[name[5:]] = data[0] if data else ""
+        available = io.available_variables()
+        if not available:  # a job that analyzed nothing still closes one empty step
             engine.end_step()
-    finally:
-        engine.close()
+            continue
+        if "step" not in available:  # checked before reading: a simulation's output may be large
+            raise CatalogError(f"{path!r} is a BP5 file but not an intransit catalog: it has no 'step' "
+                               f"variable (its variables: {', '.join(sorted(available)[:8]) or 'none'}); "
+                               f"give the [output] catalog path of a job, not the simulation's output")
+        columns: dict[str, np.ndarray] = {}
+        for var_name in sorted(available):
+            if var_name.endswith("/events"):
+                continue
+            columns[var_name] = _get(engine, io, var_name, bindings)
+        # A batch of k analyzed steps (k = 1 and scalars in catalogs written before batching).
+        k = len(columns["step"])
+        rows = [{name: col[i].item() for name, col in columns.items()} for i in range(k)]
+        analyzers = [key[: -len("/failed")] for key in columns if key.endswith("/failed")]
+        for row in rows:
+            for name in analyzers:
+                if row.get(f"{name}/failed") == 1:  # a failed step has no events and no scores
+                    for key in [key for key in row if key.startswith(f"{name}/scores/") or key == f"{name}/n_events"]:
+                        del row[key]
+        for name, cols in fields.items():
+            key = f"{name}/events"
+            if key not in available:
+                continue
+            table_rows = _get(engine, io, key, bindings)
+            counts = [int(row.get(f"{name}/n_events", 0)) for row in rows]
+            if sum(counts) != len(table_rows):
+                raise ValueError(f"catalog {path!r}: {key} has {len(table_rows)} rows at writer steps "
+                                 f"{rows[0]['step']}–{rows[-1]['step']}, n_events says {sum(counts)}")
+            table = events.setdefault(name, [])
+            start = 0
+            for row, count in zip(rows, counts):
+                for r in table_rows[start:start + count]:
+                    ev = {"step": row["step"], "index": row["index"]}
+                    ev.update(zip(cols, (float(x) for x in r)))
+                    table.append(ev)
+                start += count
+        steps.extend(rows)
+        engine.end_step()
+    if not steps and os.path.getsize(os.path.join(path, "md.0")) > _EMPTY_MD0_BYTES:
+        raise CatalogError(f"catalog {path!r} is truncated: md.idx indexes no step while md.0 holds "
+                           f"{os.path.getsize(os.path.join(path, 'md.0'))} bytes of step metadata "
+                           f"(md.idx was cut short: restore it from the original)")
     for name in fields:
         events.setdefault(name, [])
     return Catalog(steps=steps, events=events, fields=fields, metadata=metadata)

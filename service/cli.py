@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from intransit.service import config as job_config
+from intransit.service.catalog import CatalogError
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -30,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("report", help="summarise a catalog and export CSV")
     c.add_argument("catalog", help="catalog written by intransit run (a .bp folder)")
     c.add_argument("--csv", metavar="DIR", help="write one CSV per analyzer and steps.csv into DIR")
+    c.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="give up on a damaged catalog after this long (default 120)")
     return p
 
 
@@ -91,8 +94,8 @@ def _report(args: argparse.Namespace) -> int:
     from intransit.service.report import report
 
     try:
-        lines, paths = report(args.catalog, csv_dir=args.csv)
-    except FileNotFoundError as exc:
+        lines, paths = report(args.catalog, csv_dir=args.csv, timeout_s=args.timeout)
+    except (FileNotFoundError, CatalogError) as exc:
         return _fail(str(exc), EXIT_RUNTIME)
     sys.stdout.write("\n".join(lines) + "\n")
     for p in paths:

@@ -8,7 +8,7 @@ from typing import TextIO
 
 import numpy as np
 
-from intransit.service.catalog import Catalog, read_catalog
+from intransit.service.catalog import Catalog, read_catalog_bounded
 
 
 def summary_lines(cat: Catalog) -> list[str]:
@@ -71,8 +71,9 @@ def _write_rows(fh: TextIO, columns: list[str], rows: list[dict[str, float]]) ->
         writer.writerow(out)
 
 
-def report(path: str, *, csv_dir: str | None = None) -> tuple[list[str], list[str]]:
-    cat = read_catalog(path)
+def report(path: str, *, csv_dir: str | None = None, timeout_s: float = 120.0) -> tuple[list[str], list[str]]:
+    """Summary lines and CSV paths; every wait bounded by ``timeout_s`` (a damaged catalog raises CatalogError)."""
+    cat = read_catalog_bounded(path, timeout_s)
     lines = summary_lines(cat)
     paths = write_csv(cat, csv_dir) if csv_dir else []
     return lines, paths
