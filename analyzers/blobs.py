@@ -43,12 +43,21 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage
 
+from intransit.analyzers import noise
 from intransit.analyzers.base import Analyzer, Block, StepContext, StepResult, register
 from intransit.analyzers.unionfind import ShiftUnionFind
 
 logger = logging.getLogger(__name__)
 
 MAX_NDIM = 3
+#: Default seed level, in sigma of the (filtered) background noise.
+DEFAULT_THRESHOLD = 4.0
+#: Default scale-space filter: Gaussian sigmas in cells (none: see BlobDetector).
+DEFAULT_SCALES: tuple[float, ...] = ()
+#: Default hysteresis grow level and split levels, in sigma of the noise.
+DEFAULT_GROW = 2.5
+DEFAULT_SPLIT_LEVELS = (6.0, 9.0, 13.0)
+DEFAULT_SPLIT_PROMINENCE = 3.0
 
 EVENT_FIELDS: tuple[str, ...] = (
     "object", "c0", "c1", "c2", "area", "peak", "peak_value", "mass",
@@ -191,19 +200,41 @@ class BlobDetector(Analyzer):
     def __init__(
         self,
         *,
-        threshold: float = 2.5,
+        threshold: float | None = None,
+        level: float | None = None,
+        scales: list[float] | None = None,
+        noise: str = "robust",
         min_area: int = 4,
         connectivity: int = 1,
         periodic: list[bool] | None = None,
         grow_threshold: float | None = None,
         split_levels: list[float] | None = None,
-        split_prominence: float = 0.0,
+        split_prominence: float | None = None,
         peak_fraction: float | None = None,
         backend: str = "numpy",
         device: str = "auto",
     ) -> None:
+        if threshold is not None and level is not None:
+            raise ValueError(
+                f"threshold={threshold!r} and level={level!r} are exclusive: give threshold (in sigma of the "
+                f"background noise) or level (absolute, in the field's units), not both"
+            )
+        if level is not None:
+            if not is_real(level) or not math.isfinite(level):
+                raise ValueError(f"level must be a finite number (absolute, in the field's units); got {level!r}")
+            if grow_threshold is not None or split_levels:
+                raise ValueError("grow_threshold and split_levels are in sigma of the noise and go with threshold, "
+                                 "not with level; drop them or give threshold instead of level")
+        if threshold is None:
+            threshold = DEFAULT_THRESHOLD
         if not is_real(threshold) or not math.isfinite(threshold) or threshold <= 0:
-            raise ValueError(f"threshold must be a finite number > 0 (global standard deviations); got {threshold!r}")
+            raise ValueError(f"threshold must be a finite number > 0 (in sigma of the background noise); got {threshold!r}")
+        sc = list(DEFAULT_SCALES) if scales is None else scales
+        if (isinstance(sc, (str, bytes)) or not hasattr(sc, "__iter__")
+                or not all(is_real(v) and math.isfinite(v) and v > 0 for v in sc)):
+            raise ValueError(f"scales must be a list of Gaussian sigmas > 0 in cells ([] = no filter) or None; got {scales!r}")
+        if noise not in ("robust", "moments"):
+            raise ValueError(f"noise must be 'robust' (global median and lower-half spread) or 'moments' (mean and std); got {noise!r}")
         if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
             raise ValueError(f"min_area must be an integer >= 1 (cells); got {min_area!r}")
         if isinstance(connectivity, bool) or connectivity not in (1, 2, 3):
@@ -211,31 +242,41 @@ class BlobDetector(Analyzer):
                 f"connectivity must be 1 (faces), 2 (faces+diagonals) or 3 (3D corners too); got {connectivity!r}"
             )
         if grow_threshold is None:
-            grow_threshold = threshold
+            grow_threshold = min(DEFAULT_GROW, threshold)
         if not is_real(grow_threshold) or not math.isfinite(grow_threshold) or not 0 < grow_threshold <= threshold:
             raise ValueError(
                 f"grow_threshold must be a finite number in (0, threshold={threshold}] or None; got {grow_threshold!r}"
             )
-        split = [] if split_levels is None else split_levels
+        split = [v for v in DEFAULT_SPLIT_LEVELS if v > grow_threshold] if split_levels is None else split_levels
+        if split_prominence is None:
+            split_prominence = DEFAULT_SPLIT_PROMINENCE
         if (isinstance(split, (str, bytes)) or not hasattr(split, "__iter__")
                 or not all(is_real(v) and math.isfinite(v) and v > grow_threshold for v in split)):
             raise ValueError(
                 f"split_levels must be a list of finite numbers > grow_threshold={grow_threshold} or None; got {split_levels!r}"
             )
         if not is_real(split_prominence) or not math.isfinite(split_prominence) or split_prominence < 0:
-            raise ValueError(f"split_prominence must be a finite number >= 0 (global standard deviations); got {split_prominence!r}")
+            raise ValueError(f"split_prominence must be a finite number >= 0 (in sigma of the noise); got {split_prominence!r}")
         if peak_fraction is not None and (not is_real(peak_fraction) or not 0.0 < peak_fraction < 1.0):
             raise ValueError(f"peak_fraction must be a number in (0, 1) or None; got {peak_fraction!r}")
         if backend not in ("numpy", "torch"):
             raise ValueError(f"backend must be 'numpy' or 'torch'; got {backend!r}")
         if not isinstance(device, str) or not device:
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
-        self.threshold = float(threshold)
+        self.level = None if level is None else float(level)
+        self.scales = sorted(float(v) for v in sc) if self.level is None else []
+        self.noise = noise
+        if backend == "torch" and (self.scales or self.level is not None):
+            raise ValueError("backend='torch' supports the pointwise detector only (threshold in sigma, "
+                             "scales = []): for scales or level use backend = 'numpy'")
+        self.threshold = float(threshold) if self.level is None else 0.0
         self.min_area = int(min_area)
         self.connectivity = int(connectivity)
         self.periodic = validate_periodic(periodic)
         self.grow_threshold = float(grow_threshold)
         self.split_levels = sorted(float(v) for v in split)
+        if self.level is not None:
+            self.grow_threshold, self.split_levels = 0.0, []
         self.levels: list[float] = sorted({self.grow_threshold, self.threshold, *self.split_levels})
         self.split_prominence = float(split_prominence)
         self.peak_fraction = None if peak_fraction is None else float(peak_fraction)
@@ -260,30 +301,94 @@ class BlobDetector(Analyzer):
 
             return blobs_torch.process_blocks(self, ctx)
         arrays = [as_numpy(b.data) for b in ctx.blocks]
-        local = np.zeros(3)
-        for a in arrays:
-            # Non-finite cells (a run blowing up) are left out of the statistics and of every object.
-            f = a.astype(np.float64, copy=False).ravel()
-            if not np.isfinite(f).all():
-                f = f[np.isfinite(f)]
-            local += (f.sum(), np.dot(f, f), f.size)
-        # One collective with raw moments: E[x^2] - mean^2 in float64 loses digits only when
-        # |mean| / std exceeds ~1e6, far beyond the fields this targets.
-        mean, std = moments_to_stats(ctx.allreduce(local))
+        structure = ndimage.generate_binary_structure(ndim, min(self.connectivity, ndim))
+        if self.level is not None:
+            # Absolute level: cells above it, weighted by how far (field units); no statistics needed.
+            blocks = [self._reduce_block(b, a, a.astype(np.float64) - self.level, structure)
+                      for b, a in zip(ctx.blocks, arrays)]
+            return {"mean": float("nan"), "std": float("nan"), "ndim": ndim, "blocks": blocks}
+        fields = [self._filtered(b, a, ctx) for b, a in zip(ctx.blocks, arrays)] if self.scales else [[a] for a in arrays]
+        n_scales = max(1, len(self.scales))
+        zs: list[np.ndarray | None] = [None] * len(arrays)
+        first = (0.0, 0.0)
+        for si in range(n_scales):
+            # Every rank runs the same collectives per scale, with or without blocks.
+            layer = [f[si] for f in fields]
+            if self.noise == "robust":
+                centre, spread, _, _ = noise.robust_stats(layer, ctx.allreduce)
+            else:
+                local = np.zeros(3)
+                for a in layer:
+                    f = a.astype(np.float64, copy=False).ravel()
+                    if not np.isfinite(f).all():
+                        f = f[np.isfinite(f)]
+                    local += (f.sum(), np.dot(f, f), f.size)
+                centre, spread = moments_to_stats(ctx.allreduce(local))
+            if si == 0:
+                first = (centre, spread)
+            if spread <= 0:
+                continue
+            for i, a in enumerate(layer):
+                z = (a.astype(np.float64, copy=False) - centre) / spread
+                zs[i] = z if zs[i] is None else np.fmax(zs[i], z)
+        blocks = [self._reduce_block(b, a, z, structure)
+                  for b, a, z in zip(ctx.blocks, arrays, zs) if z is not None]
+        return {"mean": first[0], "std": first[1], "ndim": ndim, "blocks": blocks}
 
-        blocks = []
-        if std > 0:
-            structure = ndimage.generate_binary_structure(ndim, min(self.connectivity, ndim))
-            blocks = [self._reduce_block(b, a, mean, std, structure) for b, a in zip(ctx.blocks, arrays)]
-        return {"mean": mean, "std": std, "ndim": ndim, "blocks": blocks}
+    def halo_spec(self, ndim: int) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+        """The filter's reach (4 sigma of the largest scale) on every axis; periodic flags from ``periodic``."""
+        periodic = periodic_for(self.periodic, ndim)
+        if not self.scales:
+            return (0,) * ndim, periodic
+        return (noise.radius(max(self.scales)),) * ndim, periodic
 
-    def _reduce_block(
-        self, block: Block, data: np.ndarray, mean: float, std: float, structure: np.ndarray
-    ) -> dict[str, Any]:
-        """Label one block at every level and reduce each label to additive features (vectorised)."""
+    def _filtered(self, block: Block, data: np.ndarray, ctx: StepContext) -> list[np.ndarray]:
+        """The block's cells of the field smoothed at every scale, exactly as the whole field would be.
+
+        Uses ``block.padded`` (the halo read); without one, only a block that
+        covers the whole domain can be filtered exactly -- anything else is an
+        error, never a silently decomposition-dependent result.  Non-finite
+        cells are filtered as 0 and excluded from objects afterwards.
+        """
+        ndim = data.ndim
+        periodic = periodic_for(self.periodic, ndim)
+        need = noise.radius(max(self.scales))
+        shape = tuple(int(v) for v in ctx.global_shape)
+        if block.padded is not None:
+            src = as_numpy(block.padded).astype(np.float64)
+            h_lo, h_hi = tuple(block.halo_lo), tuple(block.halo_hi)
+            for k in range(ndim):
+                for side, h in (("low", h_lo[k]), ("high", h_hi[k])):
+                    edge = block.start[k] if side == "low" else shape[k] - block.start[k] - block.count[k]
+                    if h < need and (periodic[k] or h < edge):
+                        raise ValueError(
+                            f"blob_detection: block at {tuple(block.start)} has a halo of {h} cells on the {side} "
+                            f"side of axis {k}, the filter (scales {self.scales}) needs {need}: the reader must "
+                            f"honour halo_spec()")
+        elif tuple(block.count) == shape:
+            src, h_lo = data.astype(np.float64), (0,) * ndim
+        else:
+            raise ValueError(
+                f"blob_detection with scales {self.scales} filters across block faces and needs each block's halo "
+                f"(Block.padded, {need} cells: a reader that supports read(..., halo=...)); this block at "
+                f"{tuple(block.start)}+{tuple(block.count)} came without one. Use a halo-aware reader, one block "
+                f"covering the domain, or scales = [] for pointwise detection")
+        bad = ~np.isfinite(src)
+        if bad.any():
+            src = np.where(bad, 0.0, src)
+        own = tuple(slice(a, a + c) for a, c in zip(h_lo, block.count))
+        out = []
+        for sc in self.scales:
+            f = noise.smooth(src, sc, periodic)[own]
+            if bad.any():
+                f = np.where(bad[own], np.nan, f)
+            out.append(f)
+        return out
+
+    def _reduce_block(self, block: Block, data: np.ndarray, z: np.ndarray, structure: np.ndarray) -> dict[str, Any]:
+        """Label one block at every level of ``z`` and reduce each label to additive features (vectorised)."""
         start = tuple(int(v) for v in block.start)
         count = tuple(int(v) for v in data.shape)
-        z = (data.astype(np.float64, copy=False) - mean) / std
         has_inf = bool(np.isinf(z).any())
         levels = []
         prev = None

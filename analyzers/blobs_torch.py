@@ -130,12 +130,19 @@ def process_blocks(det: "BlobDetector", ctx: StepContext) -> dict[str, Any]:
     ndim = len(ctx.global_shape)
     device = pick_device(det.device)
     tensors = [_as_tensor(b.data, device) for b in ctx.blocks]
-    local = torch.zeros(3, dtype=torch.float64, device=device)
-    for t in tensors:
-        fin = torch.isfinite(t)
-        f = t[fin] if not bool(fin.all()) else t.reshape(-1)
-        local += torch.stack([f.sum(), (f * f).sum(), torch.tensor(float(f.numel()), dtype=torch.float64, device=device)])
-    mean, std = moments_to_stats(ctx.allreduce(local.cpu().numpy()))
+    if det.noise == "robust":
+        # The global histogram of the numpy path, on host copies: the same median and
+        # spread (and collectives) whatever the backend, so both give the same objects.
+        from intransit.analyzers import noise  # noqa: PLC0415
+
+        mean, std = noise.robust_stats([t.cpu().numpy() for t in tensors], ctx.allreduce)[:2]
+    else:
+        local = torch.zeros(3, dtype=torch.float64, device=device)
+        for t in tensors:
+            fin = torch.isfinite(t)
+            f = t[fin] if not bool(fin.all()) else t.reshape(-1)
+            local += torch.stack([f.sum(), (f * f).sum(), torch.tensor(float(f.numel()), dtype=torch.float64, device=device)])
+        mean, std = moments_to_stats(ctx.allreduce(local.cpu().numpy()))
     blocks = []
     if std > 0:
         for b, t in zip(ctx.blocks, tensors):

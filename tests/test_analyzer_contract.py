@@ -29,13 +29,26 @@ def moving_field(step: int, shape=(64, 64)) -> np.ndarray:
     return field
 
 
-def cut(field: np.ndarray, rows: list[int], cols: list[int]) -> list[base.Block]:
+def cut(field: np.ndarray, rows: list[int], cols: list[int], name: str | None = None) -> list[base.Block]:
+    """Blocks of an uneven grid; with ``name``, each padded with the halo that analyzer's ``halo_spec`` asks."""
+    halo, periodic = build(name).halo_spec(field.ndim) if name else ((0,) * field.ndim, (False,) * field.ndim)
     blocks, bid = [], 0
     r0 = 0
     for r in rows:
         c0 = 0
         for c in cols:
-            blocks.append(base.Block(field[r0:r0 + r, c0:c0 + c].copy(), (r0, c0), (r, c), bid))
+            block = base.Block(field[r0:r0 + r, c0:c0 + c].copy(), (r0, c0), (r, c), bid)
+            if any(halo):
+                lo, hi, index = [], [], []
+                for s, n, h, p, size in zip((r0, c0), (r, c), halo, periodic, field.shape):
+                    a, b = (h, h) if p else (min(h, s), min(h, size - s - n))
+                    lo.append(a)
+                    hi.append(b)
+                    index.append(np.arange(s - a, s + n + b) % size)
+                padded = field[np.ix_(*index)].copy()
+                own = padded[lo[0]:lo[0] + r, lo[1]:lo[1] + c]
+                block = base.Block(own, (r0, c0), (r, c), bid, padded=padded, halo_lo=tuple(lo), halo_hi=tuple(hi))
+            blocks.append(block)
             bid += 1
             c0 += c
         r0 += r
@@ -43,27 +56,36 @@ def cut(field: np.ndarray, rows: list[int], cols: list[int]) -> list[base.Block]
 
 
 class Ranks:
-    """Simulated ranks, one analyzer instance each (as on real ranks), with a two-pass allreduce.
+    """Simulated ranks, one analyzer instance each (as on real ranks), with a multi-pass allreduce.
 
-    Rank 0's instance also runs ``combine``. Pass 1 records what every rank
-    contributes to each collective on throw-away copies; pass 2 runs the real
-    step with every collective answered by the global sum.
+    Rank 0's instance also runs ``combine``. Probe passes run on throw-away
+    copies: pass k answers the first k collectives with their global sums and
+    records what every rank contributes to collective k (so a collective may
+    depend on the answer of an earlier one, as a histogram's range on the
+    moments); the last pass runs the real step with every collective answered
+    by the global sum.
     """
 
     def __init__(self, name: str, n_ranks: int) -> None:
+        self.name = name
         self.instances = [build(name) for _ in range(n_ranks)]
 
     def step(self, step: int, shares: list[list[base.Block]], shape, upstream=None) -> tuple[base.StepResult, list[int]]:
         assert len(shares) == len(self.instances)
-        calls: list[list[np.ndarray]] = [[] for _ in shares]
-        for r, blocks in enumerate(shares):
-            def record(values, r=r):
-                calls[r].append(np.asarray(values, dtype=np.float64).copy())
-                return np.asarray(values, dtype=np.float64).copy()
-            probe = pickle.loads(pickle.dumps(self.instances[r]))
-            probe.process_blocks(base.StepContext(step, step, "f", shape, blocks, allreduce=record))
-        counts = [len(c) for c in calls]
-        totals = [sum(c[i] for c in calls) for i in range(counts[0])] if len(set(counts)) == 1 else []
+        totals: list[np.ndarray] = []
+        while True:
+            calls: list[list[np.ndarray]] = [[] for _ in shares]
+            for r, blocks in enumerate(shares):
+                def record(values, r=r):
+                    calls[r].append(np.asarray(values, dtype=np.float64).copy())
+                    i = len(calls[r]) - 1
+                    return (totals[i] if i < len(totals) else np.asarray(values, dtype=np.float64)).copy()
+                probe = pickle.loads(pickle.dumps(self.instances[r]))
+                probe.process_blocks(base.StepContext(step, step, "f", shape, blocks, allreduce=record))
+            counts = [len(c) for c in calls]
+            if len(set(counts)) != 1 or len(totals) >= counts[0]:
+                break
+            totals.append(sum(c[len(totals)] for c in calls))
         partials = []
         for r, blocks in enumerate(shares):
             it = iter(totals)
@@ -90,7 +112,7 @@ def build(name: str) -> base.Analyzer:
 def feed(step: int, field: np.ndarray, upstream: "Ranks | None"):
     if upstream is None:
         return None
-    result, _ = upstream.step(step, [cut(field, [64], [64])], field.shape)
+    result, _ = upstream.step(step, [cut(field, [64], [64], upstream.name)], field.shape)
     return result
 
 
@@ -120,7 +142,7 @@ def test_results_follow_the_schema_and_ignore_the_decomposition(name):
         steps = []
         for step in range(3):
             field = moving_field(step)
-            blocks = cut(field, rows, cols)
+            blocks = cut(field, rows, cols, name)
             shares = [[b for b, o in zip(blocks, owner) if o == r] for r in range(n_ranks)]
             result, counts = ranks.step(step, shares, field.shape, upstream=feed(step, field, upstream))
             assert len(set(counts)) == 1, f"allreduce called {counts} times on the ranks (must be equal)"
@@ -152,7 +174,7 @@ def test_state_round_trip_continues_identically(name):
     inputs = [feed(s, f, upstream) for s, f in enumerate(fields)]
 
     def shares(field):
-        blocks = cut(field, [32, 32], [64])
+        blocks = cut(field, [32, 32], [64], name)
         return [[blocks[0]], [blocks[1]]]
 
     a = Ranks(name, 2)
