@@ -54,6 +54,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.stream:
         cfg.stream.name = args.stream
     if args.engine:
+        if args.engine not in job_config.ENGINES:
+            return _fail(f"--engine {args.engine!r} is not an engine intransit reads; give one of "
+                         f"{', '.join(job_config.ENGINES)} (or leave it out: the XML's engine is used)", EXIT_CONFIG)
         cfg.stream.engine = args.engine
     if args.catalog:
         cfg.output.catalog = os.path.abspath(args.catalog)

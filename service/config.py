@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
 import tomllib
 import types
@@ -120,7 +121,9 @@ _RULE_KEYS: dict[str, tuple[type, ...]] = {
     "once": (bool,),
 }
 _SECTIONS = ("stream", "analyzers", "output", "steering")
-_ENGINES = ("SST", "BP5", "BP4", "BPFile", "FileStream")
+#: The engines the reader knows how to step through (the [stream] engine key and --engine).
+ENGINES = ("SST", "BP5", "BP4", "BPFile", "FileStream")
+_ENGINES = ENGINES
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -146,6 +149,17 @@ def _resolve(base_dir: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
 
 
+def _has_nan(value: Any) -> bool:
+    """A nan anywhere in a parameter value (numbers, arrays, tables): it compares false with everything."""
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, (list, tuple)):
+        return any(_has_nan(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nan(v) for v in value.values())
+    return False
+
+
 def load(path: str) -> JobConfig:
     """Read and validate a job file; relative paths resolve against its folder."""
     try:
@@ -153,6 +167,14 @@ def load(path: str) -> JobConfig:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"job config {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"job config {path!r} is a directory: give the job's TOML file "
+                          f"(e.g. {os.path.join(path, 'job.toml')!r})") from None
+    except PermissionError:
+        raise ConfigError(f"job config {path!r} cannot be read (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"job config {path!r} is not text (byte {exc.start} is not UTF-8): "
+                          f"a job config is a UTF-8 TOML file; is this a binary or a BP5 file?") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return from_dict(raw, path=path)
@@ -179,8 +201,9 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
     if engine is not None and engine not in _ENGINES:
         raise ConfigError(f"{path} [stream]: engine {engine!r} is not supported; valid engines: {', '.join(_ENGINES)}")
     for key in ("step_timeout_s", "open_timeout_s"):
-        if key in s and s[key] <= 0:
-            raise ConfigError(f"{path} [stream]: {key} must be > 0 seconds, got {s[key]!r}")
+        if key in s and not (math.isfinite(s[key]) and s[key] > 0):  # nan compares false: tested apart
+            raise ConfigError(f"{path} [stream]: {key} must be a finite number of seconds > 0 (nothing waits "
+                              f"forever), got {s[key]!r}")
     if s.get("max_steps", 0) < 0:
         raise ConfigError(f"{path} [stream]: max_steps must be >= 0 (0 = until the stream ends), got {s['max_steps']}")
     xml = _resolve(base_dir, s["xml"]) if "xml" in s else None
@@ -217,6 +240,10 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
         except KeyError as exc:
             raise ConfigError(f"{where}: {exc.args[0]}") from None
         name = entry.get("name", entry["type"])
+        nan_keys = [k for k, v in dict(entry.get("params", {})).items() if _has_nan(v)]
+        if nan_keys:
+            raise ConfigError(f"{where}: params {', '.join(nan_keys)} hold nan; give a number "
+                              f"(leave a parameter out to take its default)")
         if any(a.name == name for a in analyzers):
             raise ConfigError(f"{where}: name {name!r} is used twice; give each analyzer a distinct name")
         variable = entry.get("variable", stream.variables[0])
@@ -298,6 +325,12 @@ def _steering(t: Any, path: str, base_dir: str, analyzers: list[AnalyzerConfig])
             if set(args) != {"name", "value"} or not isinstance(args["name"], str) or isinstance(args["value"], bool) \
                     or not isinstance(args["value"], (int, float)):
                 raise ConfigError(f"{rw}: command 'set' needs args = {{ name = \"<parameter>\", value = <number> }}, got {args!r}")
+            if not math.isfinite(args["value"]):
+                raise ConfigError(f"{rw}: command 'set' value must be a finite number, got {args['value']!r} "
+                                  f"(a TOML number beyond ±1.8e308 reads as inf)")
+        if not math.isfinite(r["threshold"]):
+            raise ConfigError(f"{rw}: threshold must be a finite number, got {r['threshold']!r} "
+                              f"(a rule with a nan or infinite threshold could never fire or always fires)")
         if r.get("for_steps", 1) < 1:
             raise ConfigError(f"{rw}: for_steps must be >= 1, got {r['for_steps']}")
         rules.append(Rule(name=name, analyzer=r["analyzer"], score=r["score"], op=r["op"], threshold=float(r["threshold"]),

@@ -42,7 +42,9 @@ def test_good_config_loads_with_defaults_and_resolved_paths(tmp_path):
     [
         ('step_timeout_s = 5', 'step_timout_s = 5', "unknown key 'step_timout_s'; valid keys: name, variables"),
         ('step_timeout_s = 5', 'step_timeout_s = "5"', "step_timeout_s must be an integer or a number, got str"),
-        ('step_timeout_s = 5', 'step_timeout_s = -1', "step_timeout_s must be > 0"),
+        ('step_timeout_s = 5', 'step_timeout_s = -1', "step_timeout_s must be a finite number of seconds > 0"),
+        ('step_timeout_s = 5', 'step_timeout_s = nan', "step_timeout_s must be a finite number of seconds > 0"),
+        ('step_timeout_s = 5', 'step_timeout_s = 5\nopen_timeout_s = inf', "open_timeout_s must be a finite number"),
         ('variables = ["density"]', 'variables = []', "variables must be a non-empty array"),
         ('type = "noop"', 'type = "blobz"', "unknown analyzer type 'blobz'; known types:"),
         ('type = "noop"', 'type = "noop"\nvariable = "temperature"', "variable 'temperature' is not among [stream] variables"),
@@ -83,3 +85,59 @@ def test_duplicate_names_rejected(tmp_path):
     text = GOOD.replace('[[analyzers]]\ntype = "noop"', '[[analyzers]]\ntype = "noop"\n[[analyzers]]\ntype = "noop"')
     with pytest.raises(config.ConfigError, match="used twice"):
         config.load(write(tmp_path, text))
+
+
+STEERED = """
+[stream]
+name = "blobs"
+variables = ["density"]
+
+[[analyzers]]
+type = "blob_detection"
+name = "blobs"
+params = { PARAMS }
+
+[output]
+catalog = "out/catalog.bp"
+
+[steering]
+stream = "steer.bp"
+
+[[steering.rules]]
+analyzer = "blobs"
+score = "n_objects"
+op = ">="
+threshold = THRESHOLD
+command = "set"
+args = { name = "dt", value = VALUE }
+"""
+
+
+@pytest.mark.parametrize("params, threshold, value, message", [
+    ("", "nan", "0.1", "threshold must be a finite number, got nan"),
+    ("", "inf", "0.1", "threshold must be a finite number, got inf"),
+    ("", "3", "nan", "'set' value must be a finite number, got nan"),
+    ("", "3", "1e400", "'set' value must be a finite number, got inf"),
+    ("min_area = nan", "3", "0.1", "params min_area hold nan"),
+])
+def test_nan_and_infinite_numbers_are_refused_where_they_cannot_work(tmp_path, params, threshold, value, message):
+    text = STEERED.replace("PARAMS", params).replace("THRESHOLD", threshold).replace("VALUE", value)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(write(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_a_well_formed_steered_job_loads(tmp_path):
+    """The table above fails only for its number: the same job with numbers loads."""
+    cfg = config.load(write(tmp_path, STEERED.replace("PARAMS", "min_area = 4").replace("THRESHOLD", "3")
+                            .replace("VALUE", "0.1")))
+    assert cfg.steering.rules[0].threshold == 3.0
+
+
+def test_binary_file_and_directory_as_job_config_are_named(tmp_path):
+    binary = tmp_path / "job.bin"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(config.ConfigError, match="is not text .* a job config is a UTF-8 TOML file"):
+        config.load(str(binary))
+    with pytest.raises(config.ConfigError, match="is a directory: give the job's TOML file"):
+        config.load(str(tmp_path))
