@@ -161,7 +161,22 @@ def parents(prev_labels: np.ndarray | None, anchor: np.ndarray, start: tuple[int
 
 
 class BlobDetector(Analyzer):
-    """Connected regions where the field exceeds ``mean + threshold * std`` (global statistics).
+    """Connected regions significantly above the background noise, stitched across blocks and ranks.
+
+    Units: ``threshold`` (default 4), ``grow_threshold`` (2.5), ``split_levels``
+    ([6, 9, 13]) and ``split_prominence`` (3) are in sigma of the background
+    noise, estimated each step over all ranks (``noise="robust"``: global
+    histogram median and lower-half spread, see ``analyzers/noise.py``;
+    ``"moments"``: the plain global mean and std).  ``level`` instead is an
+    absolute level in the field's units (cells above it, weights ``x - level``),
+    exclusive with ``threshold``.  ``scales`` (Gaussian sigmas in cells, default
+    none) smooths the field first and takes, per cell, the largest z over
+    scales, each on the filtered field's own measured noise; the filter reads
+    each block with a halo (``halo_spec``), so the result stays independent of
+    the decomposition; without a halo a multi-block field is an error.  The
+    defaults were chosen on dev seeds of examples/scenario_sim.py and
+    examples/gray_scott.py and measured on held-out seeds (docs/tracking.md):
+    smoothing did not help there, so it is off.
 
     ``connectivity`` follows scipy/scikit-image: the number of orthogonal
     hops allowed between neighbours, so 1 = faces only, 2 = faces and

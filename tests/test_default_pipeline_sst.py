@@ -56,11 +56,16 @@ params = { periodic = [true, true] }
 #: issue's targets are MOTA, IDF1 >= 0.9 and detection F1 >= 0.95: the gap is
 #: 0.18 in F1, 0.47 in MOTA, 0.25 in IDF1, mostly false detections on noise
 #: maxima (precision 0.65).  Raise these floors as the defaults improve.
+#: Raised after the noise-aware detection defaults (issue 20; threshold 4 sigma of
+#: the robustly estimated noise, grow 2.5, split 6/9/13, prominence 3): that run
+#: gave detection P 0.976 / R 0.895 / F1 0.934, MOTA 0.856, IDF1 0.860, 8 identity
+#: switches, 18 of 24 true tracks matched (28 found).  Floors kept below it with
+#: room for the tracker's own changes.
 FLOORS = {
-    "det_f1": 0.74,
-    "mota": 0.38,
-    "idf1": 0.60,
-    "tracks_matched": 12,
+    "det_f1": 0.90,
+    "mota": 0.70,
+    "idf1": 0.75,
+    "tracks_matched": 15,
 }
 #: The issue's targets, reported (not asserted) by the test.
 TARGETS = {"det_f1": 0.95, "mota": 0.9, "idf1": 0.9}
