@@ -88,16 +88,17 @@ def write_job(
     return path
 
 
-def start(cmd: Sequence[str], cwd: str, log_name: str) -> subprocess.Popen:
+def start(cmd: Sequence[str], cwd: str, log_name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a process in its own session, output to a log file in ``cwd``."""
     log = open(os.path.join(cwd, log_name), "w")
     # PYTHONFAULTHANDLER: a crash in C code (ADIOS2, MPI) leaves the Python stack in the log
-    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1", **(extra_env or {})}
     return subprocess.Popen(list(cmd), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
-def start_sim(folder: str, stream: str, xml: str, *args: str, log_name: str = "sim.log") -> subprocess.Popen:
-    return start([sys.executable, SIM, "--xml", xml, "--stream", stream, *args], folder, log_name)
+def start_sim(folder: str, stream: str, xml: str, *args: str, log_name: str = "sim.log",
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    return start([sys.executable, SIM, "--xml", xml, "--stream", stream, *args], folder, log_name, extra_env)
 
 
 def start_analytics(folder: str, job: str, ranks: int, *args: str, log_name: str = "analytics.log") -> subprocess.Popen:
