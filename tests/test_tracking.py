@@ -216,7 +216,7 @@ def test_merge_and_split_record_parents():
     frames = [[(20.0, 10.0 + 2 * t), (20.0, 30.0 - 2 * t)] for t in range(4)]
     frames += [[(20.0, 20.0)] for _ in range(4, 12)]
     frames += [[(20.0 - 3 - (t - 12), 20.0), (20.0 + 3 + (t - 12), 20.0)] for t in range(12, 16)]
-    trk = immediate(max_distance=5.0, max_gap=2, merge_distance=6.0, split_distance=8.0)
+    trk = immediate(max_distance=5.0, max_gap=2, merge_distance=6.0, split_distance=8.0, occlusion_distance=None)
     res = feed(trk, frames)
     links = [(int(e["parent0"]), int(e["parent1"]), int(e["track_id"])) for r in res for e in r.events if e["parent0"]]
     merges = [l for l in links if l[1]]
@@ -246,7 +246,7 @@ def test_occlusion_coasting_keeps_ids_through_a_merged_detection():
             frames.append([((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)])
         else:
             frames.append([a, b])
-    plain = feed(immediate(max_distance=5.0, max_gap=2), frames)
+    plain = feed(immediate(max_distance=5.0, max_gap=2, occlusion_distance=None), frames)
     assert plain[-1].scores["n_tracks_total"] > 2  # one track died in the 5-step occlusion
     trk = immediate(max_distance=5.0, max_gap=2, occlusion_distance=6.0, report_occluded=True)
     res = feed(trk, frames)
@@ -367,3 +367,17 @@ def test_duplicate_tracks_on_one_blob_merge_into_the_older():
     assert sum(r.scores["n_duplicates"] for r in res) == 1
     assert [int(e["track_id"]) for e in res[-1].events] == [1]
     assert res[-1].scores["n_active"] == 1  # the duplicate ended at once (not after max_gap)
+
+
+def test_spacing_gate_follows_crowding():
+    """The gate shrinks to spacing_gate x the median neighbour distance where objects are crowded."""
+    trk = BlobTracker(max_distance=10.0, spacing_gate=0.5)
+    grid = np.array([[y, x, 0.0] for y in range(4, 60, 6) for x in range(4, 60, 6)], dtype=float)
+    assert np.isclose(trk._gate(grid, np.zeros(3), 2), 3.0)  # neighbours 6 apart
+    sparse = np.array([[5.0, 5.0, 0.0], [40.0, 40.0, 0.0], [5.0, 50.0, 0.0]])
+    assert trk._gate(sparse, np.zeros(3), 2) == 10.0  # capped at max_distance
+    # A crowded field: a track whose blob vanished does not jump to the neighbour 6 cells away.
+    frames = [[(float(y), float(x)) for y, x in grid[:, :2]] for _ in range(4)]
+    frames.append(frames[0][1:])  # object 0 gone; its neighbour at 6 cells is outside the 3-cell gate
+    res = feed(BlobTracker(max_distance=10.0, spacing_gate=0.5, occlusion_distance=None), frames)
+    assert sorted(ids(res[-1])) == sorted(ids(res[-2])[1:])
