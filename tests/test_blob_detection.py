@@ -51,6 +51,9 @@ def run(det: BlobDetector, field: np.ndarray, blocks: list[Block] | None = None,
     """
     blocks = cut(field, (1,) * field.ndim) if blocks is None else blocks
     ranks = [list(range(len(blocks)))] if ranks is None else ranks
+    if det.noise != "moments" or det.level is not None or det.scales:
+        # The noise-aware path makes two collectives per step (a histogram after the moments).
+        return run_ranks(det, field.shape, [[blocks[i] for i in mine] for mine in ranks])
     f = field.astype(np.float64).ravel()
     f = f[np.isfinite(f)]
     total = np.array([f.sum(), np.dot(f, f), f.size])
@@ -307,8 +310,12 @@ def test_periodic_length_must_match_field():
 
 
 # ---------------------------------------------------------------- noise-aware defaults
-def run_ranks(params: dict, shape: tuple[int, ...], shares: list[list[Block]]) -> StepResult:
-    """The real detector (no LEGACY) over simulated ranks; collectives answered pass by pass (several per step)."""
+def run_ranks(params: "dict | _BlobDetector", shape: tuple[int, ...], shares: list[list[Block]]) -> StepResult:
+    """The real detector (``params``: no LEGACY; or a detector, copied per rank) over simulated ranks;
+    collectives answered pass by pass (several per step)."""
+    def make() -> _BlobDetector:
+        return pickle.loads(pickle.dumps(params)) if isinstance(params, _BlobDetector) else _BlobDetector(**params)
+
     totals: list[np.ndarray] = []
     while True:
         calls: list[list[np.ndarray]] = [[] for _ in shares]
@@ -318,13 +325,13 @@ def run_ranks(params: dict, shape: tuple[int, ...], shares: list[list[Block]]) -
                 calls[r].append(np.asarray(v, dtype=np.float64).copy())
                 i = len(calls[r]) - 1
                 return (totals[i] if i < len(totals) else np.asarray(v, dtype=np.float64)).copy()
-            det = _BlobDetector(**params)
+            det = make()
             ctx = StepContext(step=0, index=0, variable="n", global_shape=shape, blocks=blocks, allreduce=reduce)
             partials.append(pickle.loads(pickle.dumps(det.process_blocks(ctx))))
         counts = {len(c) for c in calls}
         assert len(counts) == 1, f"ranks called allreduce {counts} times"
         if len(totals) == counts.pop():
-            return _BlobDetector(**params).combine(partials, StepContext(0, 0, "n", shape, []))
+            return make().combine(partials, StepContext(0, 0, "n", shape, []))
         totals.append(sum(c[len(totals)] for c in calls))
 
 
