@@ -340,21 +340,24 @@ def test_one_outlier_detection_does_not_change_the_velocity():
 
 
 def test_track_that_misses_its_prediction_is_picked_up_at_its_last_position():
-    # Moves 2.5 cells per step, then stops dead: the prediction overshoots by 2.5 + 2.5 = 5 > gate 4
-    # two steps later, but the blob sits at its last position.
-    frames = [[(20.0, 5.0 + 2.5 * t)] for t in range(5)] + [[(20.0, 15.0)]] * 4
-    res = feed(immediate(max_distance=4.0, velocity_smoothing=0.0, max_gap=0), frames)
-    assert all(ids(r) == [1] for r in res)
+    # Moves 3 cells per step, is missed once and stops where it was last seen: the prediction
+    # (2 steps x 3 cells ahead) is 6 cells off, beyond the 4-cell gate; the last position is not.
+    frames = [[(20.0, 5.0 + 3.0 * t)] for t in range(5)] + [[]] + [[(20.0, 17.0)]] * 3
+    res = feed(immediate(max_distance=4.0, velocity_smoothing=0.0, max_gap=1, occlusion_distance=None), frames)
+    assert [ids(r) for r in res] == [[1]] * 5 + [[]] + [[1]] * 3
     assert res[-1].scores["n_tracks_total"] == 1
 
 
 def test_older_track_wins_a_contested_detection():
-    # A confirmed track and a newborn tentative one equally near one detection: the older keeps it.
-    frames = [[(20.0, 20.0)] for _ in range(5)] + [[(20.0, 20.0), (20.0, 23.0)], [(20.0, 21.5)]]
-    trk = BlobTracker(max_distance=3.0, duplicate_distance=None)
-    res = feed(trk, frames)
+    # A confirmed track and a newborn tentative one compete for one detection a little nearer the
+    # newborn (1.3 vs 1.7 cells): the confirmed one keeps it; without the bias the newborn takes it.
+    frames = [[(20.0, 20.0)] for _ in range(5)] + [[(20.0, 20.0), (20.0, 23.0)], [(20.0, 21.7)]]
+    res = feed(BlobTracker(max_distance=3.0, duplicate_distance=None, occlusion_distance=None), frames)
     assert [int(e["track_id"]) for e in res[-1].events] == [1]
     assert res[-1].scores["n_tracks_total"] == 1
+    unbiased = feed(BlobTracker(max_distance=3.0, duplicate_distance=None, occlusion_distance=None,
+                                tentative_cost=0.0), frames)
+    assert [int(e["track_id"]) for e in unbiased[-1].events] == [2]
 
 
 def test_duplicate_tracks_on_one_blob_merge_into_the_older():
