@@ -16,7 +16,8 @@ from intransit.analyzers.blobs import BlobDetector as _BlobDetector
 #: Most tests here pin the pointwise detector on the plain moments (mean, std), the
 #: one-allreduce path these exact-count tests were written for; the noise-aware
 #: defaults are tested at the end of this file and in tests/test_noise.py.
-LEGACY = {"scales": [], "noise": "moments", "threshold": 2.5, "split_levels": [], "split_prominence": 0.0}
+LEGACY = {"scales": [], "noise": "moments", "threshold": 2.5, "split_levels": [], "split_prominence": 0.0,
+          "peak_fraction": None}
 
 
 def BlobDetector(**params) -> _BlobDetector:  # noqa: N802 (stands for the class)
