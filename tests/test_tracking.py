@@ -384,3 +384,17 @@ def test_spacing_gate_follows_crowding():
     frames.append(frames[0][1:])  # object 0 gone; its neighbour at 6 cells is outside the 3-cell gate
     res = feed(BlobTracker(max_distance=10.0, spacing_gate=0.5, occlusion_distance=None), frames)
     assert sorted(ids(res[-1])) == sorted(ids(res[-2])[1:])
+
+
+def test_version_2_checkpoint_loads_as_confirmed_tracks():
+    """A checkpoint from before confirmation: its tracks were all in the catalog, so they stay there."""
+    v2 = {"version": 2, "next_id": 3, "ended": [{"track_id": 1, "first_step": 0, "last_step": 2, "n_obs": 3}],
+          "live": [{"track_id": 2, "pos": [10.0, 10.0, 0.0], "vel": [1.0, 0.0, 0.0], "first_step": 0, "last_step": 4,
+                    "last_index": 4, "n_obs": 5, "occluder": 0, "coast": 0}]}
+    trk = BlobTracker(max_distance=3.0)
+    trk.load_state_dict(v2)
+    res = feed(trk, [[(11.0, 10.0)], [(12.0, 10.0), (40.0, 40.0)], [(13.0, 10.0), (40.0, 40.0)]],
+               steps=[5, 6, 7], start_index=5)
+    assert [sorted(int(e["track_id"]) for e in r.events) for r in res] == [[2], [2], [2, 3]]
+    assert res[0].events[0]["born"] == 0.0  # not a new catalog track
+    assert [r["track_id"] for r in trk.summary()] == [1, 2, 3]
