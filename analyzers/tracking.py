@@ -398,7 +398,7 @@ class BlobTracker(Analyzer):
                 ended_ids.add(t["track_id"])
         coasting = []
         for ti, t in enumerate(self._live):
-            if ti in occluded and t["track_id"] not in ended_ids:
+            if ti in occluded and ti not in owner and t["track_id"] not in ended_ids:  # owner: took a duplicate's
                 if t.get("coast", 0) < self.max_occluded:
                     t["coast"] = t.get("coast", 0) + 1
                 coasting.append((t, pred[ti]))
