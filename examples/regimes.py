@@ -28,6 +28,29 @@ axis), ``width``, ``peak``; a truth *box* is the centre +- w per in-plane axis
 ``ignore`` lists, per frame, blobs whose centre is outside the open x range
 but within two widths of it (sparse regime): their tails are visible, so a
 detection there is neither a hit nor a false positive (MOT "ignore" regions).
+
+Three more regimes come from generators that share no code with the
+detector or with the regimes above (``SceneMovie``; truth from each
+generator's own parameters, gate ``GATE`` = 3 cells):
+
+* ``curving``    — ``scenario_sim.Scenario``: anisotropic Gaussians (sigmas
+  1-4 cells, so 2-8 cells across) that rotate and move along arcs, peak 4-8
+  over spatially correlated noise (smoothing 2 cells, std 1), doubly
+  periodic; 24 blobs per 256^2; written as 3 uneven column blocks (0.2,
+  0.45, 0.35 of nx).
+* ``amplitudes`` — ``scenarios2d.Amplitudes``: isotropic blobs (sigma
+  1.5-3.5) whose peaks spread log-uniformly over 4-64 noise standard
+  deviations (the faint ones near the noise) over mildly correlated noise
+  (1 cell), doubly periodic; 24 blobs per 256^2; 2 x 3 uneven blocks.
+* ``gray_scott`` — ``gray_scott.GrayScott``: ADIOS2's Gray-Scott example in
+  numpy (3D, periodic; spots that split, merge and die; truth = components of
+  the noise-free V > 0.2 linked by overlap, with split/merge edges), observed
+  with noise 0.02; ``gs_size``^3 cells (64: ~600 spots; 32: ~80), one frame
+  every 10 model steps; 3 x 2 uneven blocks.
+
+Every movie has ``blocks``: the ``(start, count)`` boxes a writer would Put
+(one box for the four regimes above), and ``radius``: a typical blob e-fold
+radius from the truth (what a baseline tuned on the truth may use).
 """
 
 from __future__ import annotations
@@ -36,7 +59,7 @@ import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -46,8 +69,12 @@ if str(HERE) not in sys.path:
 
 from blob_sim import BlobField, Turbulence  # noqa: E402
 
-REGIMES = ("sparse", "crossing", "merge", "3d")
+LEGACY_REGIMES = ("sparse", "crossing", "merge", "3d")
+NEW_REGIMES = ("curving", "amplitudes", "gray_scott")
+REGIMES = LEGACY_REGIMES + NEW_REGIMES
 PEAK = 6.5
+#: Scoring gate (cells) of the generated regimes: their blobs' sigmas are 1-4 cells, starts >= 12 apart.
+GATE = 3.0
 
 
 @dataclasses.dataclass
@@ -83,6 +110,15 @@ class Movie:
     _conveyor: BlobField | None = None
     truth: list[list[dict]] = dataclasses.field(default_factory=list)
     ignore: list[list[dict]] = dataclasses.field(default_factory=list)
+
+    @property
+    def blocks(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """One box: these regimes are written whole."""
+        return [((0,) * len(self.shape), tuple(self.shape))]
+
+    @property
+    def radius(self) -> float:
+        return self.width
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """(step, field) for every frame, generated in order (fills ``truth`` on the way)."""
@@ -145,15 +181,111 @@ class Movie:
             np.add.at(field, ((iy % ny)[:, None], (ix % nx)[None, :]), g)
 
 
+#: A generated movie's source: yields (field, truth rows, (parent, child) edges since the last frame).
+Source = Callable[[], Iterator[tuple[np.ndarray, list[dict], list[tuple[int, int]]]]]
+
+
+@dataclasses.dataclass
+class SceneMovie:
+    """A movie from a generator that shares no code with the detector (same scoring interface as ``Movie``).
+
+    ``source`` is called anew by every ``frames()`` (a fresh generator of the
+    same seed, so the frames repeat exactly); truth rows carry ``width`` =
+    the scoring gate.
+    """
+
+    regime: str
+    shape: tuple[int, ...]
+    periodic: list[bool]
+    n_frames: int
+    width: float
+    seed: int
+    radius: float
+    blocks: list[tuple[tuple[int, ...], tuple[int, ...]]]
+    source: Source
+    nz: int = 0
+    edges: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
+    truth: list[list[dict]] = dataclasses.field(default_factory=list)
+    ignore: list[list[dict]] = dataclasses.field(default_factory=list)
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(step, field) for every frame, generated in order (fills ``truth`` and ``edges`` on the way)."""
+        self.truth, self.ignore, self.edges = [], [], []
+        for t, (field, rows, edges) in zip(range(self.n_frames), self.source()):
+            self.truth.append(rows)
+            self.ignore.append([])
+            self.edges += [(int(p), int(c), t) for p, c in edges]
+            yield t, field
+
+
+def _stepper_source(make: Callable[[], object], n_frames: int) -> Source:
+    """Frames of a ``Scenario``-like stepper (``advance()``, ``render() -> (field, [[id, c0, c1], ...])``)."""
+    def source():
+        st = make()
+        for t in range(n_frames):
+            if t:
+                st.advance()
+            field, centres = st.render()
+            yield field, [{"id": int(k), "c": (c0, c1), "width": GATE} for k, c0, c1 in centres], []
+    return source
+
+
+def _gray_scott_source(shape: tuple[int, ...], seed: int, n_frames: int) -> Source:
+    from gray_scott import GrayScott
+
+    def source():
+        gs = GrayScott(shape, seed, dtype="float32")
+        for _, v, truth in gs.frames(n_frames, every=10):
+            rows = [{"id": s.id, "c": tuple(s.centroid), "width": GATE, "size": s.size} for s in truth.spots]
+            yield v, rows, list(truth.edges)
+    return source
+
+
+def blobs_for(size: int, per_256: int = 24, least: int = 8) -> int:
+    """Blob count at the density of ``per_256`` per 256^2 (at least ``least``)."""
+    return max(least, int(round(per_256 * (size / 256.0) ** 2)))
+
+
+def make_scene(regime: str, size: int = 256, n_frames: int = 60, seed: int = 0, gs_size: int = 64) -> SceneMovie:
+    """One of ``NEW_REGIMES`` (see the module docstring)."""
+    from scenario_sim import Scenario, column_blocks
+    from scenarios2d import Amplitudes, uneven_blocks
+
+    if regime == "curving":
+        n = blobs_for(size)
+        probe = Scenario(size, size, n, seed)
+        radius = float(np.median(np.sqrt(2.0 * probe.sig_a * probe.sig_b)))
+        blocks = [(tuple(s), tuple(c)) for s, c in column_blocks(size, size, [0.2, 0.45, 0.35])]
+        return SceneMovie(regime, (size, size), [True, True], n_frames, GATE, seed, radius, blocks,
+                          _stepper_source(lambda: Scenario(size, size, n, seed), n_frames))
+    if regime == "amplitudes":
+        n = blobs_for(size)
+        probe = Amplitudes(size, size, n, seed)
+        radius = float(np.median(np.sqrt(2.0) * probe.sigma))
+        blocks = uneven_blocks((size, size), [[0.3, 0.7], [0.2, 0.45, 0.35]])
+        return SceneMovie(regime, (size, size), [True, True], n_frames, GATE, seed, radius, blocks,
+                          _stepper_source(lambda: Amplitudes(size, size, n, seed), n_frames))
+    if regime == "gray_scott":
+        shape = (gs_size,) * 3
+        # median spot 27-28 cells at 32^3-64^3 (gray_scott.py --size N): a ball of radius ~1.9
+        blocks = uneven_blocks(shape, [[17, 25, 22], [29, 35], [1]])
+        return SceneMovie(regime, shape, [True] * 3, n_frames, GATE, seed, 1.9, blocks,
+                          _gray_scott_source(shape, seed, n_frames))
+    raise ValueError(f"unknown generated regime {regime!r}; known: {', '.join(NEW_REGIMES)}")
+
+
 def _unit(rng: np.random.Generator) -> np.ndarray:
     a = rng.uniform(0, 2 * np.pi)
     return np.array([math.sin(a), math.cos(a)])
 
 
-def make_movie(regime: str, size: int = 256, n_frames: int = 60, seed: int = 0, nz: int = 16) -> Movie:
-    """The benchmark movie of ``regime`` at ``size`` x ``size`` (3D: ``nz`` x size x size)."""
+def make_movie(regime: str, size: int = 256, n_frames: int = 60, seed: int = 0, nz: int = 16,
+               gs_size: int = 64) -> Movie | SceneMovie:
+    """The benchmark movie of ``regime`` at ``size`` x ``size`` (3D: ``nz`` x size x size; Gray-Scott: ``gs_size``^3)."""
     if regime not in REGIMES:
         raise ValueError(f"unknown regime {regime!r}; known: {', '.join(REGIMES)}")
+    if regime in NEW_REGIMES:
+        return make_scene(regime, size, n_frames, seed, gs_size)
     rng = np.random.default_rng(seed)
     w = max(2.5, size / 50.0)
     speed = size / 128.0  # cells per frame: 2 at 256^2
