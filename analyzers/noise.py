@@ -18,6 +18,9 @@ Why these estimators:
   where the plain std moves by tens of percent.  When the lower half is flat
   (a background of exact zeros, e.g. Gray-Scott's V) the spread falls back to
   the plain standard deviation, so thresholds stay finite and meaningful.
+  When the spread covers fewer than ``ZOOM_BELOW`` bins (bright objects
+  stretch the moments' range far beyond the noise), up to ``MAX_ZOOMS`` more
+  collectives zoom in, each a histogram over median ± 8 spreads.
 * **Spatial correlation** (``correlation_length``): for a test or a report,
   the lag-1 autocorrelation per axis gives the Gaussian correlation length
   ``l = 1 / sqrt(-4 ln rho)`` of noise smoothed with a Gaussian of ``l``
@@ -38,6 +41,9 @@ from scipy import ndimage
 #: refined by linear interpolation inside the bin.
 HIST_BINS = 4096
 HIST_SPAN = 8.0
+#: Zoom in (one more histogram around the median) when the spread is under this many bins.
+ZOOM_BELOW = 64
+MAX_ZOOMS = 3
 #: The Gaussian one-sigma lower quantile, Phi(-1).
 ONE_SIGMA_Q = 0.15865525393145707
 #: Gaussian truncation of the scale-space filter, in sigmas (radius = ceil(TRUNCATE * s)).
@@ -52,8 +58,9 @@ def robust_stats(arrays: Sequence[np.ndarray], allreduce: Callable[[np.ndarray],
     """Global ``(median, sigma, mean, std)`` of the finite cells of every rank's ``arrays``.
 
     Two collectives on every rank, whatever it holds (a rank without cells
-    contributes zeros).  ``sigma`` is the lower-half spread (see the module
-    docstring); ``mean``/``std`` the plain moments.
+    contributes zeros), up to three more when the noise is narrow next to the range.
+    ``sigma`` is the lower-half spread (see the module docstring);
+    ``mean``/``std`` the plain moments.
     """
     flats = []
     local = np.zeros(3)
@@ -66,17 +73,34 @@ def robust_stats(arrays: Sequence[np.ndarray], allreduce: Callable[[np.ndarray],
     s, ss, n = (float(v) for v in allreduce(local)[:3])
     mean = s / n if n > 0 else 0.0
     std = math.sqrt(max(ss / n - mean * mean, 0.0)) if n > 0 else 0.0
-    lo, width = _round(mean - HIST_SPAN * std), _round(2 * HIST_SPAN * std / HIST_BINS)
+    if n <= 0 or std <= 0:  # global numbers: every rank returns here alike
+        return mean, 0.0, mean, std
+    median, sigma, width = _quantiles(flats, _round(mean - HIST_SPAN * std), _round(2 * HIST_SPAN * std / HIST_BINS), allreduce)
+    for _ in range(MAX_ZOOMS):
+        if not 0 < sigma < ZOOM_BELOW * width:
+            break
+        # The noise is narrow next to the objects' range: zoom (one more collective, taken
+        # or not alike on every rank, since it depends on global numbers only).
+        span = max(sigma, width)
+        median, sigma, width = _quantiles(flats, _round(median - HIST_SPAN * span),
+                                          _round(2 * HIST_SPAN * span / HIST_BINS), allreduce)
+    if not sigma > 2 * width:  # a flat lower half (exact background): no spread to measure there
+        sigma = std
+    return median, sigma, mean, std
+
+
+def _quantiles(flats: Sequence[np.ndarray], lo: float, width: float,
+               allreduce: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float, float]:
+    """(median, median - q(15.87 %), bin width) from one global histogram starting at ``lo``."""
     counts = np.zeros(HIST_BINS + 2)
     if width > 0:
         for f in flats:
-            idx = np.floor((f - lo) / width)
-            idx = np.clip(idx, -1, HIST_BINS).astype(np.int64) + 1
+            idx = np.clip(np.floor((f - lo) / width), -1, HIST_BINS).astype(np.int64) + 1
             counts += np.bincount(idx, minlength=HIST_BINS + 2)
     total = allreduce(counts)
-    if n <= 0 or std <= 0 or width <= 0:
-        return mean, 0.0, mean, std
     cum = np.cumsum(total)
+    if width <= 0 or cum[-1] <= 0:
+        return lo, 0.0, width
 
     def quantile(q: float) -> float:
         target = q * cum[-1]
@@ -87,10 +111,7 @@ def robust_stats(arrays: Sequence[np.ndarray], allreduce: Callable[[np.ndarray],
         return lo + (i - 1 + min(max(frac, 0.0), 1.0)) * width
 
     median = quantile(0.5)
-    sigma = median - quantile(ONE_SIGMA_Q)
-    if not sigma > 2 * width:  # a flat lower half (exact background): no spread to measure there
-        sigma = std
-    return median, sigma, mean, std
+    return median, median - quantile(ONE_SIGMA_Q), width
 
 
 def radius(scale: float) -> int:

@@ -83,7 +83,7 @@ class Ranks:
                 probe = pickle.loads(pickle.dumps(self.instances[r]))
                 probe.process_blocks(base.StepContext(step, step, "f", shape, blocks, allreduce=record))
             counts = [len(c) for c in calls]
-            if len(set(counts)) != 1 or len(totals) >= counts[0]:
+            if min(counts) <= len(totals):  # a rank that saw every answer so far made no more calls
                 break
             totals.append(sum(c[len(totals)] for c in calls))
         partials = []

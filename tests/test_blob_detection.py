@@ -329,9 +329,9 @@ def run_ranks(params: "dict | _BlobDetector", shape: tuple[int, ...], shares: li
             det = make()
             ctx = StepContext(step=0, index=0, variable="n", global_shape=shape, blocks=blocks, allreduce=reduce)
             partials.append(pickle.loads(pickle.dumps(det.process_blocks(ctx))))
-        counts = {len(c) for c in calls}
-        assert len(counts) == 1, f"ranks called allreduce {counts} times"
-        if len(totals) == counts.pop():
+        counts = [len(c) for c in calls]
+        if min(counts) <= len(totals):  # every answer so far was the true one: these are the real counts
+            assert len(set(counts)) == 1, f"ranks called allreduce {counts} times"
             return make().combine(partials, StepContext(0, 0, "n", shape, []))
         totals.append(sum(c[len(totals)] for c in calls))
 
