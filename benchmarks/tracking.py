@@ -451,7 +451,7 @@ def run_trackpy(movie: AnyMovie, frames: list[np.ndarray], prm: dict | None = No
     return _trackpy_result(movie, frames, feats, linked, time.process_time() - t0)
 
 
-def trackpy_sweep(movie: AnyMovie, frames: list[np.ndarray], quick: bool = False) -> tuple[dict, dict]:
+def trackpy_sweep(movie: AnyMovie, frames: list[np.ndarray]) -> tuple[dict, dict]:
     """trackpy settings tuned on ``movie``'s truth: best MOTA + IDF1 over a grid (the tuning seed, not a held-out one).
 
     Grid from the truth's typical e-fold radius ``R`` and the field's std:
@@ -979,7 +979,7 @@ def _guard(fn: Callable[[], dict]) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def run_regime(regime: str, seeds: Sequence[int], sz: dict, skip: set[str], quick: bool) -> dict:
+def run_regime(regime: str, seeds: Sequence[int], sz: dict, skip: set[str]) -> dict:
     """Every method on every seed of ``regime``: means (and per-seed figures when several seeds)."""
     per: dict[str, list[dict]] = defaultdict(list)
     info: dict[str, Any] = {"seeds": list(seeds)}
@@ -988,7 +988,7 @@ def run_regime(regime: str, seeds: Sequence[int], sz: dict, skip: set[str], quic
         t0 = time.perf_counter()
         tune_movie, tune_frames, _ = _movie(regime, TUNING_SEED, sz)
         try:
-            tp_prm, tune_scores = trackpy_sweep(tune_movie, tune_frames, quick)
+            tp_prm, tune_scores = trackpy_sweep(tune_movie, tune_frames)
             info["trackpy_tuned_on"] = {"seed": TUNING_SEED, "params": {k: round(v, 3) for k, v in tp_prm.items()},
                                         "mota": tune_scores["mota"], "idf1": tune_scores["idf1"],
                                         "sweep_s": round(time.perf_counter() - t0, 1)}
@@ -1106,7 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"quick": a.quick, "seeds": seeds, "sizes": sz, "regimes": {}}
     for regime in regimes:
         t1 = time.perf_counter()
-        out["regimes"][regime] = run_regime(regime, seeds, sz, skip, a.quick)
+        out["regimes"][regime] = run_regime(regime, seeds, sz, skip)
         out["regimes"][regime]["info"]["wall_s"] = round(time.perf_counter() - t1, 1)
         print(f"[{time.perf_counter() - t0:6.1f} s] {regime} done", file=sys.stderr, flush=True)
     if "speed" not in skip:

@@ -286,3 +286,17 @@ def test_default_pipeline_harness_is_independent_of_blocks_and_ranks():
         pb = np.array(sorted(tuple(d[0]) for d in b))
         assert pa.shape == pb.shape and np.allclose(pa, pb, atol=1e-9)
     assert [(t, i) for t, i, _ in one["rows"]] == [(t, i) for t, i, _ in three["rows"]]
+
+
+def test_benchmark_json_has_the_issue_keys(capsys):
+    rc = bench.main(["--regime", "amplitudes", "--size", "64", "--frames", "5", "--seeds", "100",
+                     "--skip", "speed,scale,trackpy_tuned,xblobs"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    out = __import__("json").loads(captured.out.strip().splitlines()[-1])
+    r = out["regimes"]["amplitudes"]
+    for method in ("ours_default", "robust_z_link"):
+        assert set(bench.KEYS) <= set(r[method]), (method, r[method])
+        assert -10 < r[method]["mota"] <= 1 and 0 <= r[method]["idf1"] <= 1
+    assert "trackpy_tuned" not in r and r["info"]["blocks"] == 6
+    assert "| amplitudes |" in captured.err
