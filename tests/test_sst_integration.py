@@ -121,7 +121,7 @@ def test_bad_config_is_a_clear_error(tmp_path):
     job = procs.write_job(folder, "x", analyzers='[[analyzers]]\ntype = "blob_detection"\nparams = { threshold = "high" }\n')
     res = _run_cli(folder, "run", job)
     assert res.returncode == 2
-    assert "parameter 'threshold' of 'blob_detection' must be float, got str 'high'" in res.stderr
+    assert "parameter 'threshold' of 'blob_detection' must be float | None, got str 'high'" in res.stderr
     assert "Traceback" not in res.stderr
 
 
