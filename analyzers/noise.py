@@ -10,12 +10,15 @@ Why these estimators:
   cannot move them between decompositions), then one histogram of
   ``HIST_BINS`` bins plus under/overflow gives the median and the 15.87 %
   quantile by linear interpolation inside their bins.
-* **Spread from the lower half** (``sigma = median - q(0.1587)``, the Gaussian
+* **Spread from the lower half** (``median - q(0.1587)``, the Gaussian
   one-sigma quantile): blob detection looks for positive excursions, which
   contaminate the upper tail (and the plain standard deviation, and the MAD
   through its upper half); the lower half of the distribution is left to the
   background.  With 5 % of cells in blobs the estimate moves by a few percent,
-  where the plain std moves by tens of percent.  When the lower half is flat
+  where the plain std moves by tens of percent.  The spread used is the
+  smaller of that and IQR / 1.349: a background with a long lower tail
+  (negatively skewed turbulence, blob_sim's field: lower-half 1.41 vs IQR
+  ~1.0) inflates the lower half, which blobs' tails never shrink.  When the lower half is flat
   (a background of exact zeros, e.g. Gray-Scott's V) the spread falls back to
   the plain standard deviation, so thresholds stay finite and meaningful.
   When the spread covers fewer than ``ZOOM_BELOW`` bins (bright objects
@@ -46,6 +49,8 @@ ZOOM_BELOW = 64
 MAX_ZOOMS = 3
 #: The Gaussian one-sigma lower quantile, Phi(-1).
 ONE_SIGMA_Q = 0.15865525393145707
+#: The interquartile range of a unit Gaussian.
+IQR_PER_SIGMA = 1.3489795003921634
 #: Gaussian truncation of the scale-space filter, in sigmas (radius = ceil(TRUNCATE * s)).
 TRUNCATE = 4.0
 
@@ -111,7 +116,11 @@ def _quantiles(flats: Sequence[np.ndarray], lo: float, width: float,
         return lo + (i - 1 + min(max(frac, 0.0), 1.0)) * width
 
     median = quantile(0.5)
-    return median, median - quantile(ONE_SIGMA_Q), width
+    lower = median - quantile(ONE_SIGMA_Q)
+    iqr = (quantile(0.75) - quantile(0.25)) / IQR_PER_SIGMA
+    # The smaller of the two: bright objects inflate the IQR (upper quartile), a background
+    # with a long lower tail (skewed turbulence) inflates the lower-half spread.
+    return median, min(lower, iqr), width
 
 
 def radius(scale: float) -> int:
