@@ -7,6 +7,7 @@ import dataclasses
 import faulthandler
 import json
 import logging
+import math
 import os
 import sys
 from typing import Sequence
@@ -16,6 +17,14 @@ from intransit.service.catalog import CatalogError
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
+
+
+def _positive_seconds(text: str) -> float:
+    """A finite number of seconds > 0 (argparse turns the ValueError into a usage error, exit 2)."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("report", help="summarise a catalog and export CSV")
     c.add_argument("catalog", help="catalog written by intransit run (a .bp folder)")
     c.add_argument("--csv", metavar="DIR", help="write one CSV per analyzer and steps.csv into DIR")
-    c.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+    c.add_argument("--timeout", type=_positive_seconds, default=120.0, metavar="SECONDS",
                    help="give up on a damaged catalog after this long (default 120)")
     return p
 

@@ -108,3 +108,10 @@ def test_a_truncated_data_file_gives_an_error_within_the_timeout(tmp_path):
     out = _report(_damage(str(tmp_path), "half_data"), "--timeout", "8")
     assert out.returncode == 1, (out.stdout, out.stderr)
     assert "data.0" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "nan", "inf", "soon"])
+def test_a_timeout_that_bounds_nothing_is_refused(tmp_path, value):
+    out = _report(_catalog(str(tmp_path / "c.bp")), "--timeout", value)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "--timeout" in out.stderr and "Traceback" not in out.stderr, out.stderr
