@@ -23,6 +23,9 @@ from intransit.service.catalog import read_catalog
 from intransit.service.groundtruth import compare_tracks, read_truth
 from tests import procs
 
+#: Every test here needs the compiled example (the module fixture builds it: minutes on a cold cache).
+pytestmark = pytest.mark.slow
+
 CPP = os.path.join(procs.ROOT, "examples", "cpp")
 BUILD_DIR = os.path.join(procs.ROOT, "build", "cpp_example")
 SIZE = 128
@@ -162,7 +165,6 @@ def catalogs(heat_sim, tmp_path_factory):
 
 
 @pytest.mark.sst
-@pytest.mark.slow
 def test_bp5_and_live_sst_give_the_same_catalog(catalogs):
     folder, bp5, sst = catalogs
     assert "SST stream" in procs.read_log(folder, "sim_sst.log")  # the XML, not a rebuild, chose the engine
@@ -180,7 +182,6 @@ def test_bp5_and_live_sst_give_the_same_catalog(catalogs):
 
 
 @pytest.mark.sst
-@pytest.mark.slow
 def test_catalog_finds_the_hot_spots_of_the_ground_truth(catalogs):
     folder, _, cat = catalogs
     truth = read_truth(os.path.join(folder, "truth_sst.csv"))
@@ -235,7 +236,6 @@ def _wait_for_step(folder: str, proc: subprocess.Popen, step: int, timeout: floa
     raise AssertionError(f"the simulation did not reach step {step} in {timeout} s")
 
 
-@pytest.mark.slow
 def test_steering_commands_are_validated_applied_and_stop_ends_the_run(heat_sim, tmp_path):
     from intransit.adapters.steering import SteeringWriter
 
@@ -325,7 +325,6 @@ def _steering_sst_xml(folder: str) -> str:
 
 
 @pytest.mark.sst
-@pytest.mark.slow
 def test_simulation_completes_without_analytics_and_with_a_stale_contact_file(heat_sim, tmp_path):
     folder = str(tmp_path)
     args = ["--xml", os.path.join(CPP, "adios2.xml"), "--size", "64", "--spots", "2", "--steps", "40",
@@ -356,7 +355,6 @@ def test_simulation_completes_without_analytics_and_with_a_stale_contact_file(he
 
 
 @pytest.mark.sst
-@pytest.mark.slow
 def test_simulation_never_waits_on_sst_analytics_that_do_not_answer(heat_sim, tmp_path):
     """An SST writer answers a reader's Open only inside its own calls: one that never writes
     would hold a synchronous Open forever.  The header's Open runs aside; the run keeps its pace."""
@@ -387,27 +385,30 @@ def test_simulation_never_waits_on_sst_analytics_that_do_not_answer(heat_sim, tm
 
 
 @pytest.mark.sst
-@pytest.mark.slow
 def test_simulation_goes_on_when_sst_analytics_vanish(heat_sim, tmp_path):
     """SST reverse stream: the analytics attach, steer, then are killed; the run completes."""
     folder = str(tmp_path)
     stream = os.path.join(folder, "steer")
     xml = _steering_sst_xml(folder)
+    # Ordered by what the simulation logs, never by sleeps: the set is sent once the simulation
+    # says it attached (and again every 5 s until applied: a record written while the reader
+    # was still registering may not reach it), and the analytics vanish only once the
+    # simulation logged that it applied the set.
     code = textwrap.dedent(f"""
         import os, signal, sys, time
         from intransit.adapters.steering import SteeringWriter
         w = SteeringWriter({stream!r}, xml={xml!r})
         log = {os.path.join(folder, "sim.log")!r}
-        sent = False
+        sent_at = None
         while True:  # one record per 'analyzed step', like the service
-            connected = os.path.exists(log) and "connected" in open(log).read()
-            if connected and not sent:
-                time.sleep(0.2)
-                w.write(0, "set", {{"name": "dt", "value": 0.25}}, "r")
-                sent = True
-                time.sleep(0.3)
+            text = open(log).read() if os.path.exists(log) else ""
+            if "set dt = 0.25 (seq" in text:  # the header logs each applied set
                 os.kill(os.getpid(), signal.SIGKILL)  # vanish without closing
-            w.write(0, "continue")
+            if "connected" in text and (sent_at is None or time.monotonic() - sent_at > 5):
+                w.write(0, "set", {{"name": "dt", "value": 0.25}}, "r")
+                sent_at = time.monotonic()
+            else:
+                w.write(0, "continue")
             time.sleep(0.05)
         """)
     analytics = procs.start([sys.executable, "-c", code], folder, "analytics.log")
@@ -421,7 +422,11 @@ def test_simulation_goes_on_when_sst_analytics_vanish(heat_sim, tmp_path):
                            os.path.join(folder, "heat.bp"), "--size", "64", "--spots", "2", "--steps", "150",
                            "--sleep-ms", "20", "--steering", stream, "--steering-xml", xml], folder, "sim.log")
         rc = procs.wait(sim, 60)
-        assert procs.wait(analytics, 10) == -signal.SIGKILL
+        if analytics.poll() is None:  # it vanishes only after the set was applied: it never was
+            time.sleep(1)  # (its last look at the log)
+        assert analytics.poll() == -signal.SIGKILL, (
+            "the analytics never saw the set applied before the simulation ended:\n"
+            + procs.read_log(folder, "sim.log")[-3000:])
     finally:
         if sim is not None:
             procs.stop(sim)

@@ -27,7 +27,7 @@ from intransit.service.catalog import read_catalog
 from intransit.service.groundtruth import compare_tracks
 from tests import procs
 
-pytestmark = [pytest.mark.sst, pytest.mark.mpi, pytest.mark.slow]
+# The live runs are marked sst, mpi, slow one by one; the scorer's own test runs in process.
 
 SCENARIO = os.path.join(procs.ROOT, "examples", "scenario_sim.py")
 NY = NX = 256
@@ -149,6 +149,9 @@ def live_run(tmp_path_factory):
     return truth, read_catalog(catalog)
 
 
+@pytest.mark.sst
+@pytest.mark.mpi
+@pytest.mark.slow
 def test_the_run_is_complete_and_the_blocks_uneven(live_run):
     truth, cat = live_run
     assert len(cat.steps) == STEPS
@@ -157,6 +160,9 @@ def test_the_run_is_complete_and_the_blocks_uneven(live_run):
     assert len(widths) == 3 and len(set(widths)) == 3 and sum(widths) == NX
 
 
+@pytest.mark.sst
+@pytest.mark.mpi
+@pytest.mark.slow
 def test_default_pipeline_scores_against_the_truth(live_run):
     truth, cat = live_run
     s = score(truth, cat)

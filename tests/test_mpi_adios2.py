@@ -89,8 +89,7 @@ def mpi_venv() -> str:
     return VENV_MPI
 
 
-@pytest.mark.mpi
-def test_the_cohort_sees_the_mpi_build(mpi_venv):
+def test_the_cohort_sees_the_mpi_build(mpi_venv):  # one process (no mpiexec): not marked mpi
     """The decision the reader takes from the build (probed above without it) agrees with ADIOS2."""
     code = "import intransit.adapters.cohort as c; print(c.adios_has_mpi())"
     res = subprocess.run([MPI_PY, "-c", code], capture_output=True, text=True, timeout=120)

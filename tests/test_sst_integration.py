@@ -13,7 +13,7 @@ from intransit.service.catalog import read_catalog
 from intransit.service.groundtruth import compare_tracks, read_truth
 from tests import procs
 
-pytestmark = [pytest.mark.sst, pytest.mark.mpi, pytest.mark.slow]
+pytestmark = [pytest.mark.sst, pytest.mark.slow]  # mpi: only the tests that run mpiexec (below)
 
 SIZE = 128
 SIM_ARGS = ["--size", str(SIZE), "--steps", "30", "--blobs", "4", "--seed", "3"]
@@ -51,6 +51,7 @@ def reference(tmp_path_factory):
     return folder, live_catalog(folder, ranks=2, blocks=4, tag="m2n4")
 
 
+@pytest.mark.mpi
 def test_live_catalog_matches_ground_truth(reference):
     folder, cat = reference
     truth = read_truth(os.path.join(folder, "truth.csv"))
@@ -66,6 +67,7 @@ def test_live_catalog_matches_ground_truth(reference):
     assert cmp.centroid_error_mean < 1.0
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("ranks,blocks", [(1, 4), (3, 4), (2, 1)])
 def test_same_catalog_for_any_ranks_and_blocks(tmp_path, reference, ranks, blocks):
     _, ref = reference
@@ -73,6 +75,7 @@ def test_same_catalog_for_any_ranks_and_blocks(tmp_path, reference, ranks, block
     assert_same_catalog(ref, cat)
 
 
+@pytest.mark.mpi
 def test_bp5_replay_gives_the_live_catalog(tmp_path, reference):
     _, ref = reference
     folder = str(tmp_path)

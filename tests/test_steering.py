@@ -1,4 +1,5 @@
-"""Steering: rules from config, and the simulation-side client over a real SST stream."""
+"""Steering: rules from config, and the simulation-side client over the default (BP5) reverse stream
+(not SST: the client over a real SST reverse stream is tests/test_promises_steering_sst.py)."""
 
 from __future__ import annotations
 
@@ -84,7 +85,6 @@ def test_good_rule_loads():
     assert cfg.steering.rules[0].args == {"name": "dt", "value": 0.01}
 
 
-@pytest.mark.sst
 def test_client_validates_every_command_over_sst(tmp_path):
     from intransit.adapters.steering import SteeringWriter
 
@@ -137,7 +137,6 @@ def test_client_validates_every_command_over_sst(tmp_path):
     assert report["max_poll_s"] < 0.5
 
 
-@pytest.mark.sst
 def test_client_rejects_commands_for_steps_it_has_not_reached(tmp_path):
     """A reverse stream left over from another run must not steer this one."""
     from intransit.adapters.steering import SteeringWriter
@@ -154,7 +153,6 @@ def test_client_rejects_commands_for_steps_it_has_not_reached(tmp_path):
     assert "which this simulation has not reached" in report["history"][0][2]
 
 
-@pytest.mark.sst
 def test_client_goes_on_without_analytics(tmp_path):
     stream = str(tmp_path / "nobody.bp")
     t0 = time.monotonic()
