@@ -58,10 +58,18 @@ class StepStatus(enum.Enum):
     OK = "ok"
     END = "end of stream"
     TIMEOUT = "timeout"
+    #: The writer went away without closing its stream (killed, crashed, link lost): ADIOS2's OtherError.
+    LOST = "writer lost"
 
 
 class StreamError(RuntimeError):
     """A stream could not be opened or read; the message says which and why."""
+
+
+class WriterLost(StreamError):
+    """The writer vanished mid-stream (no orderly end); ``summary`` is the job's summary when the job ended on it."""
+
+    summary: Any = None
 
 
 class StepReader(Protocol):
@@ -148,6 +156,82 @@ def _contact_file_appears(stream: str, timeout_s: float) -> bool:
     return os.path.exists(stream + ".sst")
 
 
+def xml_io_names(xml: str) -> list[str] | None:
+    """The IO names an ADIOS2 XML defines, or None when it cannot be parsed (ADIOS2 then says why)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(xml).getroot()
+    except (ET.ParseError, OSError, ValueError):
+        return None
+    return [io.get("name", "") for io in root.iter("io")]
+
+
+def stale_contact_message(stream: str) -> str:
+    """What to say when ``<stream>.sst`` exists but no writer answers at the address it names."""
+    contact = stream + ".sst"
+    try:
+        age = f", written {max(0.0, time.time() - os.stat(contact).st_mtime):.0f} s ago"
+    except OSError:
+        age = ""
+    return (
+        f"the SST contact file {contact} is stale{age}: no writer answered at the address it names, so the "
+        f"writer that left it is gone (killed or crashed before it could remove it). Remove {contact} and start "
+        f"the simulation again. (If a writer is really running there, the analytics cannot reach it: check "
+        f"the network between the two and that both use DataTransport=WAN.)"
+    )
+
+
+class _CStderr:
+    """Capture what C code writes to file descriptor 2 during a call (SST prints its reasons only there).
+
+    The text is written back to stderr afterwards, so nothing is hidden; ``text`` keeps it for the
+    error message.  Falls back to no capture when fd 2 cannot be redirected.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._saved: int | None = None
+        self._tmp: Any = None
+        self._faulthandler = False
+
+    def __enter__(self) -> "_CStderr":
+        import sys
+        import tempfile
+
+        try:
+            sys.stderr.flush()
+            self._tmp = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._tmp.fileno(), 2)
+        except (OSError, ValueError):
+            self._saved = None
+            return self
+        import faulthandler
+
+        self._faulthandler = faulthandler.is_enabled()
+        if self._faulthandler:  # a crash inside the call still prints its stack where a person sees it
+            faulthandler.enable(file=self._saved, all_threads=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is None:
+            return
+        os.dup2(self._saved, 2)
+        if self._faulthandler:
+            import faulthandler
+            import sys
+
+            faulthandler.enable(file=sys.stderr, all_threads=True)
+        os.close(self._saved)
+        self._tmp.seek(0)
+        raw = self._tmp.read()
+        self._tmp.close()
+        if raw:
+            os.write(2, raw)
+        self.text = raw.decode(errors="replace")
+
+
 def _no_writer_message(stream: str, timeout_s: float) -> str:
     return (
         f"no live SST writer for stream {stream!r} within {timeout_s:g} s "
@@ -185,6 +269,8 @@ class AdiosStepReader:
         self.n_ranks = n_ranks
         self._layouts: dict[str, _Layout] = {}
         self._reads_since_check: dict[str, int] = {}
+        #: mtime of the SST writer's contact file when we opened (its end-of-stream report must be newer).
+        self.contact_mtime: float | None = None
         # With several ranks the constructor makes one exchange on every rank,
         # whatever failed before it, so no rank waits in a collective the
         # others skipped: a rank's problem travels in it and all ranks raise it.
@@ -209,21 +295,19 @@ class AdiosStepReader:
                 # rank's data to another, which died with SIGSEGV).
                 planned_second = wait_for_slot(slot)
         opened_at = time.time()
+        c_stderr = ""
         try:
-            self._engine = self._io.open(stream, bindings.Mode.Read)
+            with _CStderr() as captured:
+                self._engine = self._io.open(stream, bindings.Mode.Read)
         except RuntimeError as exc:
-            hint = open_failure_hint(str(exc))
+            c_stderr = captured.text
+            hint = open_failure_hint(str(exc)) or open_failure_hint(c_stderr)
             if hint:
                 raise StreamError(f"cannot read {self.engine_type} stream {stream!r}: {hint}") from exc
             if self.engine_type.upper() == "SST" and os.path.exists(stream + ".sst"):
-                # A writer's contact file is there, yet attaching failed: SST prints the
-                # reason only on the C stderr (above); the usual one is its data plane.
-                raise StreamError(
-                    f"cannot attach to the SST writer of {stream!r} (its contact file exists): "
-                    + open_failure_hint("failed to load this transport")
-                    + " (ADIOS2's own message is printed above; a stale contact file from a dead writer "
-                    "fails the same way: remove it)"
-                ) from exc
+                # A contact file is there, yet attaching failed and SST named no data-plane
+                # problem on the C stderr: no writer answered at the address the file names.
+                raise StreamError(stale_contact_message(stream)) from exc
             if self.engine_type.upper() == "SST":
                 raise StreamError(_no_writer_message(stream, open_timeout_s)) from exc
             raise StreamError(f"cannot open {self.engine_type} stream {stream!r}: {_first_line(exc)}") from exc
@@ -256,6 +340,14 @@ class AdiosStepReader:
         # SST's wait for the first step polls (see _poll_for_step); a cohort's BeginStep
         # is collective, so its ranks cannot poll independently and keep SST's own wait.
         self._poll_waits = cohort is None and self.engine_type.upper() == "SST"
+        if xml is not None:
+            names = xml_io_names(xml)
+            if names is not None and io_name not in names:
+                raise StreamError(
+                    f"IO {io_name!r} is not in the ADIOS2 XML {xml!r} (it defines: {', '.join(names) or 'no IO'}); "
+                    f"without it ADIOS2 would fall back to a BP5 file. Set [stream] io to the IO name the "
+                    f"simulation opens, or add <io name=\"{io_name}\"> to the XML"
+                )
         if self.engine_type.upper() == "SST":
             self._io.set_parameter("OpenTimeoutSecs", str(max(1, int(round(open_timeout_s)))))
             problem = transport_problem(_parameter(self._io, "DataTransport"))
@@ -265,6 +357,10 @@ class AdiosStepReader:
             # and its message stay ours.
             if not _contact_file_appears(stream, open_timeout_s):
                 raise StreamError(_no_writer_message(stream, open_timeout_s))
+            try:  # when this writer started: its end-of-stream report must be newer (read_end_report)
+                self.contact_mtime = os.stat(stream + ".sst").st_mtime
+            except OSError:
+                self.contact_mtime = None
         elif not os.path.exists(stream):
             raise StreamError(
                 f"no {self.engine_type} file or directory {stream!r} to replay; give the path the simulation wrote"
@@ -283,7 +379,9 @@ class AdiosStepReader:
             return StepStatus.END
         if status == self._bindings.StepStatus.NotReady:
             return StepStatus.TIMEOUT
-        raise StreamError(f"ADIOS2 reported {status} on stream {self.stream!r}")
+        # OtherError: over SST, the writer's connection closed without an end of stream (it was
+        # killed or crashed); the caller says after how many steps (service/source.py).
+        return StepStatus.LOST
 
     def _poll_for_step(self, timeout_s: float) -> Any:
         """Wait for the first step by polling ``BeginStep`` with a zero timeout.

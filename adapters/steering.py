@@ -130,6 +130,12 @@ class SteeringClient:
         self._engine: Any = None
         self._current_step = -1
         self._failed_contact: tuple[float, int] | None = None
+        #: The writer's file we read (see _stat_identity), its size when last looked at, and that of a
+        #: stream that ended: after an end the client attaches only to a new one.
+        self._identity: tuple[int, int, float] | None = None
+        self._size = 0
+        self._ended_identity: tuple[int, int, float] | None = None
+        self._next_replaced_check = 0.0
         self._callbacks: dict[str, Callable[[Command], None]] = {"continue": lambda c: None}
         self._parameters: dict[str, _Parameter] = {}
         self.stats = SteeringStats()
@@ -170,8 +176,15 @@ class SteeringClient:
         deadline = time.monotonic() + max(self.poll_timeout_s, wait_s)
         self._current_step = max(self._current_step, int(step))
         applied: list[Command] = []
-        if self._engine is None and not self.stats.ended:
-            self._try_open()
+        if self._engine is None:
+            self._try_open()  # first attach, or a new stream after one ended (a restarted job)
+        elif time.monotonic() >= self._next_replaced_check:
+            self._next_replaced_check = time.monotonic() + self.REPLACED_CHECK_S
+            if self._replaced():
+                log.warning("steering: the reverse stream %r was replaced (the analytics restarted); reattaching",
+                            self.stream)
+                self._close_engine()
+                self._try_open()
         while self._engine is not None:
             status = self._engine.impl.BeginStep(self._bindings.StepMode.Read, 0.0)
             if status == self._bindings.StepStatus.OK:
@@ -185,6 +198,14 @@ class SteeringClient:
                 continue
             if status == self._bindings.StepStatus.EndOfStream:
                 log.info("steering stream %r ended (analytics finished or gone); the simulation goes on", self.stream)
+                self._ended_identity = self._identity
+                self._close_engine()
+                self.stats.ended = True
+                break
+            if status != self._bindings.StepStatus.NotReady:  # OtherError: the writer vanished (SST)
+                log.warning("steering: the analytics' end of %r vanished (%s); the simulation goes on and "
+                            "reattaches if they restart", self.stream, status)
+                self._ended_identity = self._identity
                 self._close_engine()
                 self.stats.ended = True
                 break
@@ -212,9 +233,34 @@ class SteeringClient:
         self.close()
 
     # -- internals -----------------------------------------------------------
+    #: How often (seconds) a connected client checks whether its stream was replaced.
+    REPLACED_CHECK_S = 0.5
+
+    def _contact(self) -> str:
+        return self.stream + ".sst" if self._sst else os.path.join(self.stream, "md.idx")
+
+    def _stat_identity(self) -> tuple[tuple[int, int, float] | None, int]:
+        """(identity of the writer's file, its size): a new writer's file has another identity."""
+        try:
+            st = os.stat(self._contact())
+        except OSError:
+            return None, 0
+        # A BP5 md.idx grows while one writer appends: its inode names it.  An SST contact file is
+        # written once: its inode and mtime name the writer.
+        return (st.st_dev, st.st_ino, st.st_mtime if self._sst else 0.0), st.st_size
+
+    def _replaced(self) -> bool:
+        """Whether the stream we read was removed and written anew (a restarted analytics job)."""
+        identity, size = self._stat_identity()
+        if identity is None:
+            return False  # gone (the analytics finished and cleaned up, or are restarting): keep reading
+        replaced = identity != self._identity or (not self._sst and size < self._size)
+        self._size = size
+        return replaced
+
     def _try_open(self) -> None:
         # Open only once the writer's file exists, so opening never waits for it.
-        contact = self.stream + ".sst" if self._sst else os.path.join(self.stream, "md.idx")
+        contact = self._contact()
         try:
             st = os.stat(contact)
         except FileNotFoundError:
@@ -222,8 +268,13 @@ class SteeringClient:
         key = (st.st_mtime, st.st_size)
         if self._sst and self._failed_contact == key:
             return  # the same stale contact file that failed before
+        identity, size = self._stat_identity()
+        if identity is not None and identity == self._ended_identity:
+            return  # the stream that already ended: wait for a new one
         try:
             self._engine = self._io.open(self.stream, self._bindings.Mode.Read)
+            self._identity, self._size = identity, size
+            self._next_replaced_check = time.monotonic() + self.REPLACED_CHECK_S
             self.stats.connected = True
             log.info("steering: connected to %r", self.stream)
         except RuntimeError as exc:
@@ -406,6 +457,103 @@ def _finite_float(value: int | float) -> bool:
         return False
 
 
+#: Suffix of the simulation's end-of-stream report beside its stream (``<stream>.end.json``).
+END_REPORT_SUFFIX = ".end.json"
+END_REPORT_FORMAT = "intransit-end-of-stream/1"
+
+
+def end_report_path(stream: str) -> str:
+    return stream + END_REPORT_SUFFIX
+
+
+def clear_end_of_stream(stream: str) -> None:
+    """Remove an earlier run's report (call before opening the stream; a missing one is fine)."""
+    try:
+        os.remove(end_report_path(stream))
+    except FileNotFoundError:
+        pass
+
+
+def report_end_of_stream(stream: str, steps_written: int) -> str:
+    """Write ``<stream>.end.json``: how many steps the simulation published (after its last EndStep).
+
+    Why: a keep-pace (Discard) SST writer drops steps the readers cannot take,
+    and steps dropped after the last one a reader received are invisible to
+    it -- the stream simply ends.  With this report the analytics count them
+    exactly.  Write it after the last ``EndStep`` and before ``Close`` (a reader
+    sees the end of the stream only once ``Close`` starts); the file is
+    replaced atomically.  ``steps_written`` is the number of ``EndStep`` calls
+    (ADIOS2 steps 0 .. steps_written - 1).  Returns the path.
+    """
+    if int(steps_written) < 0:
+        raise ValueError(f"steps_written must be >= 0, got {steps_written!r}")
+    path = end_report_path(stream)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump({"format": END_REPORT_FORMAT, "stream": os.path.basename(stream),
+                   "steps_written": int(steps_written), "time": time.time()}, fh)
+    os.replace(tmp, path)
+    return path
+
+
+def read_end_of_stream(stream: str, *, not_before: float | None = None) -> int | None:
+    """Steps the writer reported it published, or None (no report, an older run's, or unreadable).
+
+    ``not_before``: the writer's start (its contact file's mtime); a report older than that
+    belongs to an earlier run of the stream.
+    """
+    path = end_report_path(stream)
+    try:
+        if not_before is not None and os.stat(path).st_mtime < not_before - 1.0:
+            return None
+        with open(path) as fh:
+            report = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("format") != END_REPORT_FORMAT:
+        return None
+    steps = report.get("steps_written")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        return None
+    return steps
+
+
+def last_seq_in(stream: str) -> int:
+    """The largest ``seq`` in a BP5 reverse stream on disk (0 if none or unreadable; never raises).
+
+    Read with random access, so a stream whose writer was killed (never
+    closed) is read as far as it was indexed.
+    """
+    import adios2
+    from adios2 import bindings
+
+    try:
+        io = adios2.Adios().declare_io(f"intransit_last_seq_{os.getpid()}_{time.monotonic_ns()}")
+        io.set_engine("BP5")
+        engine = io.open(stream, bindings.Mode.ReadRandomAccess)
+    except Exception:  # noqa: BLE001 - a damaged old stream only means we start after 0
+        return 0
+    try:
+        var = io.inquire_variable("seq")
+        if var is None or var.type() != "int64_t":
+            return 0
+        n = int(var.steps())
+        if n <= 0:
+            return 0
+        var.set_step_selection([0, n])
+        buf = np.zeros(n, dtype=np.int64)
+        engine.get(var, buf, bindings.Mode.Sync)
+        return max(0, int(buf.max()))
+    except Exception:  # noqa: BLE001
+        return 0
+    finally:
+        try:
+            engine.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class SteeringWriter:
     """The analytics' end: rank 0 writes one record per analyzed step."""
 
@@ -426,15 +574,28 @@ class SteeringWriter:
             if os.path.exists(stream + ".sst"):
                 log.warning("steering: removing stale contact file %s.sst", stream)
                 os.remove(stream + ".sst")
-        elif os.path.isdir(stream) and os.path.exists(os.path.join(stream, "md.idx")):
+        #: The last sequence number of the stream this one replaces (0: none): a simulation still
+        #: running ignores every seq it has applied, so a new job (a restart) must continue after it.
+        self.previous_seq = 0
+        if self._io.engine_type().upper() != "SST" and os.path.isdir(stream) \
+                and os.path.exists(os.path.join(stream, "md.idx")):
             # Our own previous run's reverse stream: a simulation must never read its old commands.
+            self.previous_seq = last_seq_in(stream)
             shutil.rmtree(stream)
         os.makedirs(os.path.dirname(os.path.abspath(stream)), exist_ok=True)
         self._engine = self._io.open(stream, bindings.Mode.Write)
         self._ints = {n: self._io.define_variable(n, np.zeros(1, dtype=np.int64)) for n in ("seq", "answers_step")}
         self._value = self._io.define_variable("set_value", np.zeros(1, dtype=np.float64))
         self._strings = {n: self._io.define_variable(n) for n in ("command", "rule", "args", "set_name")}
-        self.seq = 0
+        self.seq = self.previous_seq
+        if self.seq:
+            log.info("steering: %r replaces a reverse stream whose last record was seq %d; continuing after it",
+                     stream, self.seq)
+
+    def resume_after(self, seq: int) -> None:
+        """Continue numbering after ``seq`` (a checkpoint's last seq), unless already past it."""
+        if int(seq) > self.seq:
+            self.seq = int(seq)
 
     def write(self, answers_step: int, command: str, args: dict[str, Any] | None = None, rule: str = "") -> int:
         """Send one record; returns its sequence number."""

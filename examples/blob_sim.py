@@ -627,6 +627,7 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
              engine_type, a.stream, a.io, a.xml, a.ny, a.nx, a.dtype, len(blocks), *a.decomp)
     if is_sst and rank == 0:
         sup.own(os.path.abspath(contact))
+        clear_end_of_stream(a.stream)
     with blocking(f"{engine_type} Open({a.stream!r})"):
         engine = io.open(a.stream, ab.Mode.Write)
 
@@ -710,12 +711,17 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
     finally:
         if steering is not None:
             steering.close()
+            st = steering.stats
+            log.warning("steering: %d record(s) received, %d applied, %d rejected, %d replayed (last seq %d)",
+                        st.received, st.applied, st.rejected, st.replayed, st.last_seq)
             if a.steering_log and steering.receipts is not None:
                 with open(a.steering_log, "w") as fh:
                     fh.write("seq,answers_step,received_at_step,lag_ms\n")
                     for seq, answers, at_step, t in steering.receipts:
                         lag = (t - end_times[answers]) * 1e3 if answers in end_times else float("nan")
                         fh.write(f"{seq},{answers},{at_step},{lag:.3f}\n")
+        if is_sst and rank == 0:
+            report_end_of_stream(a.stream, written)  # before Close: readers see the end only after it
         with blocking(f"{engine_type} Close"):
             engine.close()
         sup.own(None)  # a clean close removed the contact file
@@ -736,6 +742,30 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
     if stop["signum"]:
         return 128 + stop["signum"]
     return 0
+
+
+END_REPORT_FORMAT = "intransit-end-of-stream/1"  # as intransit.adapters.steering.report_end_of_stream
+
+
+def clear_end_of_stream(stream: str) -> None:
+    """Remove an earlier run's end-of-stream report before this run's stream opens."""
+    try:
+        os.remove(stream + ".end.json")
+    except FileNotFoundError:
+        pass
+
+
+def report_end_of_stream(stream: str, steps_written: int) -> None:
+    """``<stream>.end.json``: how many steps this run published, so the analytics count a keep-pace
+    writer's dropped tail exactly (a reader never sees steps discarded after its last one).
+    Written here without importing intransit (the same format as its helper)."""
+    import json
+
+    tmp = f"{stream}.end.json.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump({"format": END_REPORT_FORMAT, "stream": os.path.basename(stream),
+                   "steps_written": int(steps_written), "time": time.time()}, fh)
+    os.replace(tmp, stream + ".end.json")
 
 
 def make_steering(a: argparse.Namespace, turb: "Turbulence | None", stop: dict):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from typing import Any, Mapping
@@ -19,6 +20,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from intransit.adapters.reader import StreamError
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -47,6 +50,13 @@ class RunSummary:
     #: wait for its end included): how much of its cores the analytics use per step.
     cpu_seconds: float = 0.0
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Steps the writer reported it published (``<stream>.end.json``; None: it did not report).
+    writer_steps: int | None = None
+    #: Writer steps after the last one this job received, never seen: counted in ``steps_dropped``
+    #: when the writer reported its count; None when nobody can tell (see ``stream_end``).
+    steps_dropped_at_end: int | None = None
+    #: One sentence on how the stream ended and whether every writer step is accounted for.
+    stream_end: str = ""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -112,6 +122,48 @@ class StepAccounting:
         s.last_step = step
         self.last_step = step
         self.index += 1
+
+    def stream_ended(self, writer_steps: int | None) -> None:
+        """The stream ended: account for the writer steps after the last one received (keep-pace tail).
+
+        A Discard writer drops steps the readers cannot take; those after the
+        last step we received leave no gap for ``dropped_before`` to see.  With
+        the writer's own count they are counted as dropped; without it the
+        summary says the tail is unknown and after which writer step.
+        """
+        s = self.summary
+        s.writer_steps = writer_steps
+        last = self.last_step
+        seen = f"writer step {last}" if last is not None else "the start of the stream"
+        if writer_steps is None:
+            s.steps_dropped_at_end = None
+            s.stream_end = (f"stream ended after {seen}; the writer did not report how many steps it published, "
+                            f"so steps it may have discarded after {seen} cannot be counted (the transport does not "
+                            "show them; a simulation reports its count with intransit.adapters.steering."
+                            "report_end_of_stream or intransit::report_end_of_stream)")
+            return
+        tail = writer_steps - (last + 1 if last is not None else 0)
+        if tail < 0:
+            s.steps_dropped_at_end = 0
+            s.stream_end = (f"the writer reported {writer_steps} steps, fewer than the steps received (last writer "
+                            f"step {last}): its report is wrong or from another run; nothing added")
+            return
+        s.steps_dropped_at_end = tail
+        s.steps_dropped += tail
+        s.stream_end = (f"the writer reported {writer_steps} steps; every one is accounted for: "
+                        f"{tail} dropped after {seen} (counted as dropped)" if tail else
+                        f"the writer reported {writer_steps} steps; none was dropped after {seen}")
+        if tail and self.rank == 0:
+            log.warning("%d writer step(s) after %s were dropped by the writer (it reported %d steps): counted",
+                        tail, seen, writer_steps)
+
+    def writer_lost(self, *, stalled: bool = False) -> None:
+        """The writer vanished (or, ``stalled``, sent nothing within the timeout): what came after is unknown."""
+        seen = f"writer step {self.last_step}" if self.last_step is not None else "the start of the stream"
+        what = "stalled (no step within the step timeout)" if stalled else "vanished"
+        self.summary.steps_dropped_at_end = None
+        self.summary.stream_end = (f"the writer {what} after {seen}: the steps it published after that, if any, "
+                                   "are unknown and not counted")
 
     def loop_ended(self, reason: str) -> None:
         self.summary.end_reason = reason

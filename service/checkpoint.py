@@ -16,10 +16,13 @@ FORMAT = 1
 
 
 def save(path: str, *, analyzers: Mapping[str, Mapping[str, Any]], rules: Mapping[str, Any] | None,
-         last_step: int | None, index: int, local: list[Mapping[str, Any]] | None = None) -> None:
-    """``analyzers``: rank 0's state per analyzer; ``local``: per rank, each analyzer's local state."""
+         last_step: int | None, index: int, local: list[Mapping[str, Any]] | None = None,
+         steering_seq: int | None = None) -> None:
+    """``analyzers``: rank 0's state per analyzer; ``local``: per rank, each analyzer's local state;
+    ``steering_seq``: the last steering record's sequence number (a resumed job continues after it).
+    Checkpoints without the key (older ones) load with ``steering_seq`` absent."""
     state = {"format": FORMAT, "analyzers": dict(analyzers), "rules": rules, "last_step": last_step, "index": index,
-             "local": list(local or [])}
+             "local": list(local or []), "steering_seq": steering_seq}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ckpt-")

@@ -87,6 +87,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         summary = run_job(cfg, comm)
     except (StreamError, SetupError, StepTimeout) as exc:
+        stopped = getattr(exc, "summary", None)  # the writer vanished or stalled mid-run: its summary still counts
+        if rank == 0 and stopped is not None and (args.summary_json or cfg.output.metrics):
+            _write_summary(args.summary_json or cfg.output.metrics, stopped)
         return _fail(str(exc), EXIT_RUNTIME) if rank == 0 else EXIT_RUNTIME
     if rank == 0:
         log.info(
@@ -96,10 +99,14 @@ def _run(args: argparse.Namespace) -> int:
         )
         out = args.summary_json or cfg.output.metrics
         if out:
-            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-            with open(out, "w") as fh:
-                json.dump(dataclasses.asdict(summary), fh, indent=2, sort_keys=True, default=float)
+            _write_summary(out, summary)
     return 0
+
+
+def _write_summary(out: str, summary: object) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as fh:
+        json.dump(dataclasses.asdict(summary), fh, indent=2, sort_keys=True, default=float)  # type: ignore[arg-type]
 
 
 def _report(args: argparse.Namespace) -> int:

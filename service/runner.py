@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Any, Callable
 
+from intransit.adapters.reader import WriterLost
 from intransit.analyzers.base import StepResult
 from intransit.service.accounting import RunSummary, StepAccounting, rss_mb as _rss_mb
 from intransit.service.comm import SerialComm
@@ -98,12 +99,14 @@ def run_job(
     checkpoint.before_save = catalog.flush if catalog is not None else None
     source.idle_work(catalog.on_idle if catalog is not None else None)
     progress = ProgressLog(rank)
+    stopped: WriterLost | StepTimeout | None = None  # the writer vanished or stalled: summary, then raise
     try:
         while acc.more():
             t0 = time.perf_counter()
             step = source.next_step(acc.last_step)
             if step is None:
                 acc.loop_ended("end of stream")
+                acc.stream_ended(source.writer_steps() if rank == 0 else None)
                 break
             t_wait = time.perf_counter()
             dropped = acc.dropped_before(step)
@@ -126,6 +129,11 @@ def run_job(
         if products is not None and acc.last_step is not None:
             products.write(acc.last_step, pipeline.products(final=True))
         checkpoint.save()
+    except (WriterLost, StepTimeout) as exc:
+        stopped = exc
+        acc.writer_lost(stalled=isinstance(exc, StepTimeout))
+        acc.loop_ended(str(exc))
+        checkpoint.save()  # what was analyzed stays resumable
     finally:
         _close(summary, source, pipeline, catalog, products, steering)
     if restored is not None:
@@ -133,4 +141,8 @@ def run_job(
     if rank == 0:
         summary.commands = steering.commands if steering is not None else []
         summary.extras.update(pipeline.summaries())
-    return acc.finish(pipeline.failures)
+    summary = acc.finish(pipeline.failures)
+    if stopped is not None:
+        stopped.summary = summary  # type: ignore[union-attr]  (the CLI still writes summary.json)
+        raise stopped
+    return summary

@@ -72,6 +72,17 @@ class SteeringSink:
     def state_dict(self) -> dict[str, Any]:
         return self.rules.state_dict()
 
+    @property
+    def seq(self) -> int:
+        """The last sequence number sent (0: none; also 0 when the stream could not be opened)."""
+        return int(self.writer.seq) if self.writer is not None else 0
+
+    def resume_after(self, seq: int | None) -> None:
+        """A resumed job: number records after ``seq`` (the simulation ignores any seq it has applied)."""
+        if seq and self.writer is not None:
+            self.writer.resume_after(int(seq))
+            log.info("steering: resumed; the next record is seq %d", self.writer.seq + 1)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state:
             self.rules.load_state_dict(state)

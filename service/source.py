@@ -15,9 +15,10 @@ returns ``{variable: (global_shape, blocks)}`` on every rank.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
-from intransit.adapters.reader import AdiosStepReader, StepReader, StepStatus, StreamError
+from intransit.adapters.reader import AdiosStepReader, StepReader, StepStatus, StreamError, WriterLost
 from intransit.analyzers.base import Block
 from intransit.service.config import JobConfig
 from intransit.service.errors import SetupError, StepTimeout, collective_ok
@@ -79,11 +80,11 @@ def begin_agreed(reader: StepReader, comm: Any, timeout_s: float, *, split: bool
     while True:
         states = comm.allgather((status.value, step))
         values = [s for s, _ in states]
-        if StepStatus.TIMEOUT.value in values or StepStatus.END.value in values:
+        stops = [s for s in (StepStatus.LOST, StepStatus.TIMEOUT, StepStatus.END) if s.value in values]
+        if stops:
             if status is StepStatus.OK:
                 reader.end_step()
-            worst = StepStatus.TIMEOUT if StepStatus.TIMEOUT.value in values else StepStatus.END
-            return worst, -1
+            return stops[0], -1  # the worst: a lost writer, then a stall, then the end
         target = max(s for _, s in states)
         if all(s == target for _, s in states):
             return StepStatus.OK, step
@@ -121,6 +122,8 @@ class StreamSource:
         self.split = cfg.output.catalog_flush_s > 0 and not self.collective_steps
         self.on_idle: Callable[[], None] | None = None
         self._ndim: dict[str, int] = {}
+        #: Steps this run received (agreed) from the writer.
+        self.steps_seen = 0
 
     def idle_work(self, on_idle: Callable[[], None] | None) -> None:
         """Run ``on_idle`` (a sink's deferred write) while no step is ready (with ``split`` waits)."""
@@ -133,10 +136,19 @@ class StreamSource:
         """
         status, step = begin_agreed(self.reader, self.comm, self.timeout_s, split=self.split, on_idle=self.on_idle)
         if status is StepStatus.OK:
+            self.steps_seen += 1
             return step
         if status is StepStatus.END:
             return None
         where = f"after writer step {after}" if after is not None else "before the first step"
+        if status is StepStatus.LOST:
+            seen = (f"after writer step {after} ({self.steps_seen} step(s) reached this job)" if after is not None
+                    else "before any step reached this job")
+            raise WriterLost(
+                f"the writer of stream {self.name!r} vanished {seen}: its connection closed without an end of "
+                "stream (the simulation was killed or crashed, or the network to it failed). What it wrote after "
+                "that is not in the catalog; the summary counts what was seen."
+            )
         raise StepTimeout(
             f"no step from stream {self.name!r} within {self.timeout_s:g} s ({where}); "
             "the simulation is stalled or gone. Raise [stream] step_timeout_s if its steps are slower."
@@ -176,6 +188,27 @@ class StreamSource:
         if error is not None or self.size > 1:
             collective_ok(self.comm, error)
         return fields
+
+    def writer_steps(self, wait_s: float = 0.3) -> int | None:
+        """How many steps the writer reported it published (``<stream>.end.json``), or None where it did not.
+
+        Only for an SST stream (a replayed file holds every step it has): a
+        keep-pace writer may discard steps after the last one we received,
+        which the transport never shows.  The report is written before the
+        writer's ``Close``, so it is normally there when the stream ends; a
+        short wait covers a slow shared file system.
+        """
+        from intransit.adapters.steering import read_end_of_stream
+
+        mtime = getattr(self.reader, "contact_mtime", None)
+        if mtime is None:
+            return None
+        deadline = time.monotonic() + wait_s
+        while True:
+            steps = read_end_of_stream(self.name, not_before=mtime)
+            if steps is not None or time.monotonic() >= deadline:
+                return steps
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.reader.close()
