@@ -5,6 +5,7 @@ for its connection id), then read every step.  Prints one JSON line per rank."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -14,6 +15,17 @@ from mpi4py import MPI
 from intransit.adapters.reader import AdiosStepReader, StepStatus, _contact_file_appears
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Largest pid gap worth forcing (the lower pid then waits this many seconds).
+MAX_GAP = 10
+
+
+def _sleep_until(t: float) -> None:
+    """Sleep to wall-clock time ``t``: coarsely, then in short naps (a loaded machine oversleeps long naps)."""
+    while True:
+        left = t - time.time()
+        if left <= 0:
+            return
+        time.sleep(left - 0.1 if left > 0.2 else min(left, 0.005))
 
 
 def main() -> None:
@@ -23,16 +35,27 @@ def main() -> None:
     if not _contact_file_appears(stream, 60):
         raise SystemExit(f"rank {rank}: no contact file {stream}.sst")
     pids = comm.allgather(os.getpid())
-    gap = max(pids) - min(pids)
-    base = comm.bcast(int(time.time()) + 2, root=0)
-    # The higher pid arrives in second `base`, the lower one `gap` seconds later:
-    # both then have pid + second == max(pids) + base (0.75 s of slack for a slow
-    # wake-up).  Pids far apart (other processes started in between) are not
-    # worth the wait: no forcing, reported as such, and the test runs again.
-    if gap <= 3:
-        arrive = base + 0.25 + (gap if os.getpid() == min(pids) else 0)
-        time.sleep(max(0.0, arrive - time.time()))
-    arrival_second = int(time.time())
+    hi, lo = max(pids), min(pids)
+    gap = hi - lo
+    # The collision: pid + second equal on both, i.e. the lower pid arrives exactly `gap`
+    # seconds after the higher one.  The higher pid arrives when it likes (just after a
+    # second boundary, so its Open would fall well inside that second) and tells the lower
+    # one which second it measured; the lower one then aims at that second + gap, with
+    # 0.95 s of that second left for a slow wake-up (a wall-clock sleep to a target second
+    # is the one timing left: EVPath seeds from the wall clock).  Pids far apart (other
+    # processes started in between) are not worth the wait: no forcing, reported as such.
+    if 0 < gap <= MAX_GAP:
+        if os.getpid() == hi:
+            now = time.time()
+            time.sleep(math.floor(now) + 1 + 0.05 - now)
+            arrival_second = int(time.time())
+            comm.send(arrival_second, dest=pids.index(lo), tag=7)
+        else:
+            target = comm.recv(source=pids.index(hi), tag=7) + gap
+            _sleep_until(target + 0.05)
+            arrival_second = int(time.time())
+    else:
+        arrival_second = int(time.time())
     reader = AdiosStepReader(stream=stream, xml=os.path.join(ROOT, "xml_configs", "analytics.xml"),
                              io_name="SimulationOutput", rank=rank, n_ranks=comm.Get_size(),
                              open_timeout_s=60, comm=comm)
@@ -52,7 +75,7 @@ def main() -> None:
         steps += 1
     reader.close()
     planned, opened = reader.open_plan or (None, None)
-    print(json.dumps({"rank": rank, "pid": os.getpid(), "steps": steps, "planned_second": planned,
+    print(json.dumps({"rank": rank, "pid": os.getpid(), "pid_gap": gap, "steps": steps, "planned_second": planned,
                       "opened_second": opened, "forced_same_seed": len(set(arrival_ids)) == 1}), flush=True)
     if steps != expected_steps:
         raise SystemExit(f"rank {rank} read {steps} steps, expected {expected_steps}")
