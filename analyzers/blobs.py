@@ -50,7 +50,8 @@ from intransit.analyzers.unionfind import ShiftUnionFind
 logger = logging.getLogger(__name__)
 
 MAX_NDIM = 3
-#: Default seed level, in sigma of the (filtered) background noise.
+#: Seed level, in sigma of the (filtered) background noise, where the adaptive one does not apply
+#: (``scales`` given): the adaptive level's upper bound.
 DEFAULT_THRESHOLD = 4.0
 #: Default scale-space filter: Gaussian sigmas in cells (none: see BlobDetector).
 DEFAULT_SCALES: tuple[float, ...] = ()
@@ -213,7 +214,7 @@ class BlobDetector(Analyzer):
     """
 
     event_fields = EVENT_FIELDS
-    score_names = ("n_objects", "mean", "std")
+    score_names = ("n_objects", "mean", "std", "threshold")
 
     def __init__(
         self,
@@ -243,6 +244,9 @@ class BlobDetector(Analyzer):
             if grow_threshold is not None or split_levels:
                 raise ValueError("grow_threshold and split_levels are in sigma of the noise and go with threshold, "
                                  "not with level; drop them or give threshold instead of level")
+        sc0 = list(DEFAULT_SCALES) if scales is None else scales
+        # No threshold, no level, no filter: the seed level adapts to the noise's roughness each step.
+        self.auto_threshold = threshold is None and level is None and not sc0
         if threshold is None:
             threshold = DEFAULT_THRESHOLD
         if not is_real(threshold) or not math.isfinite(threshold) or threshold <= 0:
@@ -295,11 +299,15 @@ class BlobDetector(Analyzer):
         self.split_levels = sorted(float(v) for v in split)
         if self.level is not None:
             self.grow_threshold, self.split_levels = 0.0, []
-        self.levels: list[float] = sorted({self.grow_threshold, self.threshold, *self.split_levels})
+        self.levels: list[float] = self.levels_for(self.threshold)
         self.split_prominence = float(split_prominence)
         self.peak_fraction = None if peak_fraction is None else float(peak_fraction)
         self.backend = backend
         self.device = device
+
+    def levels_for(self, seed: float) -> list[float]:
+        """The labelled levels for a step whose seed level is ``seed``: grow, seed and split levels."""
+        return sorted({self.grow_threshold, max(float(seed), self.grow_threshold), *self.split_levels})
 
     # ------------------------------------------------------------------ ranks
     def process_blocks(self, ctx: StepContext) -> dict[str, Any]:
@@ -322,10 +330,17 @@ class BlobDetector(Analyzer):
         structure = ndimage.generate_binary_structure(ndim, min(self.connectivity, ndim))
         if self.level is not None:
             # Absolute level: cells above it, weighted by how far (field units); no statistics needed.
-            blocks = [self._reduce_block(b, a, a.astype(np.float64) - self.level, structure)
+            blocks = [self._reduce_block(b, a, a.astype(np.float64) - self.level, structure, self.levels)
                       for b, a in zip(ctx.blocks, arrays)]
             return {"mean": float("nan"), "std": float("nan"), "ndim": ndim, "blocks": blocks}
-        fields = [self._filtered(b, a, ctx) for b, a in zip(ctx.blocks, arrays)] if self.scales else [[a] for a in arrays]
+        if not self.scales:
+            centre, spread, seed = self.noise_and_seed(arrays, ctx)
+            zs = [(a.astype(np.float64, copy=False) - centre) / spread for a in arrays] if spread > 0 else []
+            levels = self.levels_for(seed)
+            blocks = [self._reduce_block(b, a, z, structure, levels) for b, a, z in zip(ctx.blocks, arrays, zs)]
+            return {"mean": centre, "std": spread, "ndim": ndim, "blocks": blocks, "threshold": max(seed, self.grow_threshold),
+                    "levels": levels}
+        fields = [self._filtered(b, a, ctx) for b, a in zip(ctx.blocks, arrays)]
         n_scales = max(1, len(self.scales))
         zs: list[np.ndarray | None] = [None] * len(arrays)
         first = (0.0, 0.0)
@@ -349,15 +364,80 @@ class BlobDetector(Analyzer):
             for i, a in enumerate(layer):
                 z = (a.astype(np.float64, copy=False) - centre) / spread
                 zs[i] = z if zs[i] is None else np.fmax(zs[i], z)
-        blocks = [self._reduce_block(b, a, z, structure)
+        blocks = [self._reduce_block(b, a, z, structure, self.levels)
                   for b, a, z in zip(ctx.blocks, arrays, zs) if z is not None]
         return {"mean": first[0], "std": first[1], "ndim": ndim, "blocks": blocks}
+
+    def noise_and_seed(self, arrays: Sequence[np.ndarray], ctx: StepContext) -> tuple[float, float, float]:
+        """Global background ``(centre, spread)`` and this step's seed level, the same on every rank.
+
+        With the adaptive seed (no ``threshold`` given) the finite differences
+        along every axis are measured in the same collectives as the field
+        (``noise.robust_stats_groups``): their spread over the field's gives
+        the noise's roughness ``Lambda_k``, and ``noise.seed_level`` the level
+        at which such noise makes ``noise.FALSE_PEAK_RATE`` false peaks per
+        cell (4 sigma for noise correlated over 2 cells, 3 for turbulence
+        smooth over tens of cells).
+        """
+        shape = tuple(int(v) for v in ctx.global_shape)
+        groups: list[list[np.ndarray]] = [list(arrays)]
+        axes = [k for k, n in enumerate(shape) if n > 1] if self.auto_threshold else []
+        if axes:
+            periodic = periodic_for(self.periodic, len(shape))
+            sources = [self._diff_source(b, a, shape, periodic) for b, a in zip(ctx.blocks, arrays)]
+            for k in axes:
+                groups.append([noise.difference_samples(src, lo, hi, b.start, b.count, shape, periodic, k)
+                               for b, (src, lo, hi) in zip(ctx.blocks, sources)])
+        if self.noise == "robust":
+            stats = [(m, s) for m, s, _, _ in noise.robust_stats_groups(groups, ctx.allreduce)]
+        else:
+            local = np.zeros(3 * len(groups))
+            for gi, g in enumerate(groups):
+                for a in g:
+                    f = a.astype(np.float64, copy=False).ravel()
+                    if not np.isfinite(f).all():
+                        f = f[np.isfinite(f)]
+                    local[3 * gi: 3 * gi + 3] += (f.sum(), np.dot(f, f), f.size)
+            total = np.asarray(ctx.allreduce(local), dtype=np.float64)
+            stats = [moments_to_stats(total[3 * gi: 3 * gi + 3]) for gi in range(len(groups))]
+        centre, spread = stats[0]
+        if not axes or spread <= 0:
+            return centre, spread, self.threshold
+        smooth = [0.0] * len(shape)
+        for k, (_, s_k) in zip(axes, stats[1:]):
+            smooth[k] = (s_k / spread) ** 2
+        return centre, spread, noise.seed_level(smooth, shape, periodic)
+
+    def _diff_source(self, block: Block, data: np.ndarray, shape: tuple[int, ...],
+                     periodic: tuple[bool, ...]) -> tuple[np.ndarray, tuple[int, ...], tuple[int, ...]]:
+        """The block with (at least) one neighbour cell on each high side, for the finite differences."""
+        ndim = len(shape)
+        if block.padded is not None:
+            h_lo, h_hi = tuple(int(v) for v in block.halo_lo), tuple(int(v) for v in block.halo_hi)
+            for k in range(ndim):
+                end = int(block.start[k]) + int(block.count[k])
+                if shape[k] > 1 and h_hi[k] < 1 and (periodic[k] or end < shape[k]):
+                    raise ValueError(
+                        f"blob_detection: block at {tuple(block.start)} has no halo on the high side of axis {k}; the "
+                        f"adaptive seed level needs one cell there: the reader must honour halo_spec()")
+            return as_numpy(block.padded), h_lo, h_hi
+        if tuple(int(v) for v in block.count) == shape:
+            wrap = [(0, 1 if periodic[k] and shape[k] > 1 else 0) for k in range(ndim)]
+            return (np.pad(data, wrap, mode="wrap") if any(w for _, w in wrap) else data), (0,) * ndim, \
+                tuple(w for _, w in wrap)
+        raise ValueError(
+            f"blob_detection's default (adaptive) seed level measures the noise's roughness from neighbouring cells "
+            f"and needs each block's one-cell halo (Block.padded: a reader that supports read(..., halo=...)); this "
+            f"block at {tuple(block.start)}+{tuple(block.count)} came without one. Use a halo-aware reader, one "
+            f"block covering the domain, or give threshold (e.g. threshold = 4, in sigma of the noise) for a fixed "
+            f"seed level")
 
     def halo_spec(self, ndim: int) -> tuple[tuple[int, ...], tuple[bool, ...]]:
         """The filter's reach (4 sigma of the largest scale) on every axis; periodic flags from ``periodic``."""
         periodic = periodic_for(self.periodic, ndim)
         if not self.scales:
-            return (0,) * ndim, periodic
+            # The adaptive seed level differences each cell with its neighbour: one cell.
+            return ((1 if self.auto_threshold else 0),) * ndim, periodic
         return (noise.radius(max(self.scales)),) * ndim, periodic
 
     def _filtered(self, block: Block, data: np.ndarray, ctx: StepContext) -> list[np.ndarray]:
@@ -403,14 +483,15 @@ class BlobDetector(Analyzer):
             out.append(f)
         return out
 
-    def _reduce_block(self, block: Block, data: np.ndarray, z: np.ndarray, structure: np.ndarray) -> dict[str, Any]:
+    def _reduce_block(self, block: Block, data: np.ndarray, z: np.ndarray, structure: np.ndarray,
+                      thresholds: Sequence[float]) -> dict[str, Any]:
         """Label one block at every level of ``z`` and reduce each label to additive features (vectorised)."""
         start = tuple(int(v) for v in block.start)
         count = tuple(int(v) for v in data.shape)
         has_inf = bool(np.isinf(z).any())
         levels = []
         prev = None
-        for level in self.levels:
+        for level in thresholds:
             with np.errstate(invalid="ignore"):
                 mask = z > level  # NaN compares False
             if has_inf:
@@ -430,15 +511,18 @@ class BlobDetector(Analyzer):
         periodic = periodic_for(self.periodic, ndim)
         parts = [p for p in partials if p is not None]
         if not parts:
-            return StepResult(scores={"n_objects": 0.0, "mean": float("nan"), "std": float("nan")})
+            return StepResult(scores={"n_objects": 0.0, "mean": float("nan"), "std": float("nan"),
+                                      "threshold": float("nan")})
         mean, std = float(parts[0]["mean"]), float(parts[0]["std"])
+        levels = list(parts[0].get("levels", self.levels))
+        seed = float(parts[0].get("threshold", self.threshold))
         blocks = [b for p in parts for b in p["blocks"]]
-        scores = {"mean": mean, "std": std}
+        scores = {"mean": mean, "std": std, "threshold": seed if self.level is None else float("nan")}
         if not blocks or sum(len(b["levels"][0]["area"]) for b in blocks) == 0:
             return StepResult(events=[], scores={"n_objects": 0.0, **scores})
 
         stitched = []
-        for li in range(len(self.levels)):
+        for li in range(len(levels)):
             lv = [{**b["levels"][li], "start": b["start"], "count": b["count"]} for b in blocks]
             stitched.append(self._stitch(lv, shape, periodic))
         # Object-level parent (level li-1 object) of every level-li object.
@@ -452,7 +536,7 @@ class BlobDetector(Analyzer):
             ]).astype(np.int64)
             s["parent"] = np.empty(s["m"], np.int64)
             s["parent"][s["inv"]] = up["inv"][piece_parent]
-        chosen = self._select(stitched)
+        chosen = self._select(stitched, levels, seed)
 
         keys = [tuple(int(v) for v in stitched[li]["anchor"][o]) for li, o in chosen]
         order = sorted(range(len(chosen)), key=lambda i: keys[i])
@@ -470,16 +554,15 @@ class BlobDetector(Analyzer):
             for k in range(MAX_NDIM):
                 ev[f"hi{k}"] = float(g["hi"][o, k]) if k < ndim else 1.0
             events.append({f: ev[f] for f in EVENT_FIELDS})
-        logger.debug("step %s: %d blocks, %d levels -> %d objects", ctx.step, len(blocks), len(self.levels), len(events))
+        logger.debug("step %s: %d blocks, %d levels -> %d objects", ctx.step, len(blocks), len(levels), len(events))
         return StepResult(events=events, scores={"n_objects": float(len(events)), **scores})
 
-    def _select(self, stitched: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    def _select(self, stitched: list[dict[str, Any]], levels: Sequence[float], seed: float) -> list[tuple[int, int]]:
         """Objects as (level, index): per level-0 region, the largest regions holding exactly one seed branch."""
         n_lev = len(stitched)
-        levels = self.levels
         # A sub-region is its own branch when it is big enough, reaches the seed, and (prominence)
         # its peak stands split_prominence above the level where it separates from its siblings.
-        sig = [(s["area"] >= self.min_area) & (s["peak"] > self.threshold)
+        sig = [(s["area"] >= self.min_area) & (s["peak"] > seed)
                & (s["peak"] >= levels[li] + (self.split_prominence if li else 0.0))
                for li, s in enumerate(stitched)]
         children: list[dict[int, list[int]]] = [{} for _ in range(n_lev)]

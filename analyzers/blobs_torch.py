@@ -130,12 +130,10 @@ def process_blocks(det: "BlobDetector", ctx: StepContext) -> dict[str, Any]:
     ndim = len(ctx.global_shape)
     device = pick_device(det.device)
     tensors = [_as_tensor(b.data, device) for b in ctx.blocks]
-    if det.noise == "robust":
-        # The global histogram of the numpy path, on host copies: the same median and
-        # spread (and collectives) whatever the backend, so both give the same objects.
-        from intransit.analyzers import noise  # noqa: PLC0415
-
-        mean, std = noise.robust_stats([t.cpu().numpy() for t in tensors], ctx.allreduce)[:2]
+    if det.noise == "robust" or det.auto_threshold:
+        # The global histograms of the numpy path, on host copies: the same median, spread and
+        # seed level (and collectives) whatever the backend, so both give the same objects.
+        mean, std, seed = det.noise_and_seed([t.cpu().numpy() for t in tensors], ctx)
     else:
         local = torch.zeros(3, dtype=torch.float64, device=device)
         for t in tensors:
@@ -143,6 +141,8 @@ def process_blocks(det: "BlobDetector", ctx: StepContext) -> dict[str, Any]:
             f = t[fin] if not bool(fin.all()) else t.reshape(-1)
             local += torch.stack([f.sum(), (f * f).sum(), torch.tensor(float(f.numel()), dtype=torch.float64, device=device)])
         mean, std = moments_to_stats(ctx.allreduce(local.cpu().numpy()))
+        seed = det.threshold
+    levels_here = det.levels_for(seed)
     blocks = []
     if std > 0:
         for b, t in zip(ctx.blocks, tensors):
@@ -151,7 +151,7 @@ def process_blocks(det: "BlobDetector", ctx: StepContext) -> dict[str, Any]:
             finite = torch.isfinite(z)
             levels = []
             prev = None
-            for level in det.levels:
+            for level in levels_here:
                 mask = (z > level) & finite
                 labels, n = label(mask, det.connectivity)
                 feat = _features(labels, n, mask, z, t, start)
@@ -165,4 +165,5 @@ def process_blocks(det: "BlobDetector", ctx: StepContext) -> dict[str, Any]:
                 levels.append(feat)
                 prev = labels
             blocks.append({"start": start, "count": tuple(int(v) for v in t.shape), "levels": levels})
-    return {"mean": mean, "std": std, "ndim": ndim, "blocks": blocks}
+    return {"mean": mean, "std": std, "ndim": ndim, "blocks": blocks, "threshold": max(seed, det.grow_threshold),
+            "levels": levels_here}

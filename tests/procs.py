@@ -45,7 +45,7 @@ DETECT_TRACK = """
 [[analyzers]]
 type = "blob_detection"
 name = "blobs"
-params = { threshold = 3.0, min_area = 4, periodic = [true, false], noise = "moments", grow_threshold = 3.0, split_levels = [] }
+params = { periodic = [true, false] }
 
 [[analyzers]]
 type = "tracking"

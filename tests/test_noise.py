@@ -129,3 +129,79 @@ def test_smoothing_a_padded_block_equals_smoothing_the_field(periodic):
                 got = noise.smooth(b.padded, scale, periodic)[own]
                 box = tuple(slice(s, s + c) for s, c in zip(b.start, b.count))
                 np.testing.assert_array_equal(got, whole[box])
+
+
+# ---------------------------------------------------------------- several groups, seed level
+def test_groups_match_single_group_stats_in_the_same_collectives():
+    a = correlated((64, 64), 2.0, sigma=0.5, level=1.0, seed=3)
+    b = with_blobs(correlated((64, 64), 1.0, sigma=2.0, level=-3.0, seed=5), 0.03, amp=30.0, seed=6)
+    calls = []
+
+    def reduce(v):
+        calls.append(len(v))
+        return np.asarray(v, float)
+
+    both = noise.robust_stats_groups([[a], [b[:30], b[30:]]], reduce)
+    n_joint = len(calls)
+    single, n_single = [], []
+    for g in ([a], [b]):
+        calls.clear()
+        single.append(noise.robust_stats(g, reduce))
+        n_single.append(len(calls))
+    for x, y in zip(both, single):
+        assert x == pytest.approx(y, rel=1e-12)
+    assert n_joint == max(n_single) and min(n_single) >= 2  # one set of collectives for both groups
+
+
+def test_seed_level_follows_the_noise_roughness():
+    shape, per = (128, 128), (True, True)
+    # Noise smoothed over 2 cells (Lambda = 1 / (2 l^2) = 1/8): 4 sigma; white (Lambda = 2): capped at 4.
+    assert noise.seed_level([0.125, 0.125], shape, per) == pytest.approx(4.0, abs=0.03)
+    assert noise.seed_level([2.0, 2.0], shape, per) == 4.0
+    # Turbulence smooth over tens of cells: the lower bound, 3 sigma.
+    assert noise.seed_level([0.004, 0.004], shape, per) == pytest.approx(3.0, abs=0.1)
+    # Monotone in the roughness, within the bounds.
+    levels = [noise.seed_level([lam, lam], shape, per) for lam in (0.01, 0.03, 0.06, 0.1)]
+    assert all(3.0 <= x <= 4.0 for x in levels) and levels == sorted(levels) and levels[0] < levels[-1]
+
+
+def test_false_peaks_formula_against_simulated_noise():
+    """The Gaussian kinematic formula's count of excursions vs connected regions of simulated noise."""
+    rng = np.random.default_rng(11)
+    counts = []
+    for _ in range(6):
+        f = ndimage.gaussian_filter(rng.standard_normal((256, 256)), 2.0, mode="wrap")
+        f /= f.std()
+        counts.append(ndimage.label(f > 2.5)[1])
+    lam = [float(np.var(np.diff(f, axis=k)) / np.var(f)) for k in range(2)]
+    expected = noise.false_peaks(2.5, lam, f.shape, (True, True))
+    assert np.mean(counts) == pytest.approx(expected, rel=0.25)
+
+
+def test_difference_samples_are_the_same_for_any_blocks():
+    from intransit.adapters.reader import MemoryStepReader  # noqa: PLC0415
+
+    field = correlated((30, 41), 1.5, 1.0, 0.0, seed=2)
+    shape = field.shape
+    for periodic in [(True, True), (False, True), (False, False)]:
+        ref = None
+        for cuts in ([[0, 30], [0, 41]], [[0, 7, 19, 30], [0, 20, 41]], [[0, 1, 30], [0, 3, 4, 41]]):
+            raw = []
+            for i in range(len(cuts[0]) - 1):
+                for j in range(len(cuts[1]) - 1):
+                    lo = (cuts[0][i], cuts[1][j])
+                    raw.append((lo, field[cuts[0][i]:cuts[0][i + 1], cuts[1][j]:cuts[1][j + 1]].copy()))
+            reader = MemoryStepReader([(0, {"n": (shape, raw)})], rank=0, n_ranks=1)
+            reader.begin_step(1.0)
+            blocks = reader.read("n", halo=(1, 1), periodic=periodic)[1]
+            got = [np.sort(np.concatenate([noise.difference_samples(b.padded, b.halo_lo, b.halo_hi, b.start, b.count,
+                                                                    shape, periodic, k) for b in blocks]))
+                   for k in range(2)]
+            if ref is None:
+                ref = got
+                whole = [np.diff(np.concatenate([field, field[:1]]) if periodic[0] else field, axis=0)[::2, ::2],
+                         np.diff(np.concatenate([field, field[:, :1]], axis=1) if periodic[1] else field, axis=1)[::2, ::2]]
+                for k in range(2):
+                    assert np.array_equal(np.sort(whole[k].ravel()), ref[k])
+            for k in range(2):
+                assert np.array_equal(got[k], ref[k]), (periodic, cuts, k)
