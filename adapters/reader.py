@@ -428,6 +428,10 @@ class AdiosStepReader:
         # ~0.4 ms at 256²: every 64 steps it was 2 % of a fast stream's step).
         shape = tuple(int(x) for x in var.shape())
         type_name = var.type()
+        if type_name == "string" or (not shape and var.single_value()):
+            what = "a string" if type_name == "string" else f"a single value ({type_name})"
+            raise StreamError(f"variable {variable!r} is {what}, not an array: intransit analyzes global arrays "
+                              f"(analyzable types: {', '.join(ADIOS_DTYPES)}); list only arrays in [stream] variables")
         if not shape:
             raise StreamError(
                 f"variable {variable!r} is a local array (no global shape); intransit analyzes global arrays: "
@@ -443,10 +447,18 @@ class AdiosStepReader:
             self._reads_since_check[variable] = reads + 1
             return layout
         self._reads_since_check[variable] = 1
-        raw = self._engine.blocks_info(variable, self.current_step())
+        try:
+            raw = self._engine.blocks_info(variable, self.current_step())
+        except UnicodeDecodeError:
+            # ADIOS2's Python BlocksInfo decodes an 8-bit array's min/max as text and fails (int8/uint8):
+            # read the global shape as one box (box selections do not depend on the writer's blocks).
+            raw = [{"BlockID": "0", "Start": ",".join("0" for _ in shape), "Count": ",".join(map(str, shape))}]
+            if layout is None:
+                log.warning("variable %r is %s: its writer blocks cannot be listed (ADIOS2 Python bindings), so it "
+                            "is read as one box and unwritten holes in it cannot be detected", variable, type_name)
         raw_key = tuple((b["BlockID"], b["Start"], b["Count"]) for b in raw)
-        if layout is not None and layout.key == (raw_key, type_name, whole_axes, hkey):
-            return layout
+        if layout is not None and layout.key == (raw_key, type_name, whole_axes, hkey) and layout.global_shape == shape:
+            return layout  # (same blocks in a new global shape: a new layout, else the shape change goes unseen)
         blocks = parse_blocks_info(raw)
         dtype = ADIOS_DTYPES.get(type_name)
         if dtype is None:
@@ -519,6 +531,24 @@ class AdiosStepReader:
             self._engine.close()
         except Exception:  # closing after a writer vanished must not mask the real error
             log.debug("closing %r failed", self.stream, exc_info=True)
+
+    def abandon(self) -> None:
+        """Leave the stream without closing it: for a writer that is gone or unreachable.
+
+        With the network to the writer cut, SST's ``Close`` (and the engine's
+        destructor) blocked for minutes in EVPath's connection shutdown, a
+        ``close()`` of a socket lingering on a peer that never answers
+        (measured: over 5 minutes; docs/adios2_notes.md) -- after the job had
+        already decided to stop.  The engine and its ADIOS2 objects are kept
+        alive (never destroyed, not even at interpreter exit); the kernel
+        closes the sockets when the process exits, without lingering.
+        """
+        import ctypes
+
+        for obj in (self._engine, getattr(self, "_io", None), getattr(self, "_adios", None)):
+            if obj is not None:
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+        log.debug("left stream %r without closing it (its writer is gone)", self.stream)
 
 
 class MemoryStepReader:

@@ -722,15 +722,15 @@ def run(a: argparse.Namespace, sup: Supervisor) -> int:
                         fh.write(f"{seq},{answers},{at_step},{lag:.3f}\n")
         if is_sst and rank == 0:
             report_end_of_stream(a.stream, written)  # before Close: readers see the end only after it
-        with blocking(f"{engine_type} Close"):
-            engine.close()
-        sup.own(None)  # a clean close removed the contact file
         if truth_file is not None:
             truth_file.close()
-        if a.timing_csv and rank == 0:
+        if a.timing_csv and rank == 0:  # before Close, which the watchdog may end (--timeout)
             with open(a.timing_csv, "w") as fh:
                 fh.write("step,step_ms\n")
                 fh.writelines(f"{s},{ms:.4f}\n" for s, ms in step_ms)
+        with blocking(f"{engine_type} Close"):
+            engine.close()
+        sup.own(None)  # a clean close removed the contact file
 
     elapsed = time.perf_counter() - t_start
     per = elapsed / written * 1e3 if written else float("nan")

@@ -124,6 +124,8 @@ class StreamSource:
         self._ndim: dict[str, int] = {}
         #: Steps this run received (agreed) from the writer.
         self.steps_seen = 0
+        #: The writer vanished or stalled past the step timeout (``next_step`` raised).
+        self.writer_gone = False
 
     def idle_work(self, on_idle: Callable[[], None] | None) -> None:
         """Run ``on_idle`` (a sink's deferred write) while no step is ready (with ``split`` waits)."""
@@ -140,6 +142,7 @@ class StreamSource:
             return step
         if status is StepStatus.END:
             return None
+        self.writer_gone = True  # lost or stalled: closing could block on it (see close)
         where = f"after writer step {after}" if after is not None else "before the first step"
         if status is StepStatus.LOST:
             seen = (f"after writer step {after} ({self.steps_seen} step(s) reached this job)" if after is not None
@@ -151,7 +154,8 @@ class StreamSource:
             )
         raise StepTimeout(
             f"no step from stream {self.name!r} within {self.timeout_s:g} s ({where}); "
-            "the simulation is stalled or gone. Raise [stream] step_timeout_s if its steps are slower."
+            "the simulation is stalled or gone, or the network to it is cut. Raise [stream] step_timeout_s if its "
+            "steps are slower."
         )
 
     def read(self, plan: Any) -> Fields:
@@ -211,4 +215,13 @@ class StreamSource:
             time.sleep(0.05)
 
     def close(self) -> None:
-        self.reader.close()
+        """Close the reader; after a lost or stalled writer, leave the stream instead (``abandon``).
+
+        SST's close waits on the writer's connection, which with the network
+        cut blocked for minutes after the job had stopped.
+        """
+        abandon = getattr(self.reader, "abandon", None)
+        if self.writer_gone and abandon is not None:
+            abandon()
+        else:
+            self.reader.close()

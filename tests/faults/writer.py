@@ -5,7 +5,7 @@ Writes ``--steps`` steps of a small ``density`` array and, unless
 ``--no-report``, the end-of-stream report (intransit.adapters.steering).
 ``--kill-after N`` SIGKILLs itself after N steps (a crash: the contact file
 stays behind, as a real simulation's would).  ``--policy``/``--queue`` as
-the SST presets.  Prints ``wrote N steps`` (and per step ``step S``).
+the SST presets.  Prints ``wrote N steps`` (and per step ``step S``), and its longest step and close in seconds.
 """
 
 from __future__ import annotations
@@ -46,12 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     engine = io.open(a.stream, ab.Mode.Write)
     n = a.size
     var = io.define_variable("density", np.zeros((n, n)), [n, n], [0, 0], [n, n])
-    written = 0
+    written, longest = 0, 0.0
     for step in range(a.steps):
         field = np.full((n, n), float(step))
+        t0 = time.monotonic()
         engine.begin_step()
         engine.put(var, field, ab.Mode.Sync)
         engine.end_step()
+        longest = max(longest, time.monotonic() - t0)
         written += 1
         print(f"step {step}", flush=True)
         if written == a.kill_after:
@@ -61,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(a.sleep)
     if not a.no_report:
         report_end_of_stream(a.stream, written)
+    t0 = time.monotonic()
     engine.close()
+    print(f"longest step {longest:.3f} s, close {time.monotonic() - t0:.3f} s", flush=True)
     print(f"wrote {written} steps", flush=True)
     return 0
 
