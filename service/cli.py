@@ -123,6 +123,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if (list(sys.argv[1:]) if argv is None else list(argv))[:1] == ["ensemble"]:
+        from intransit.service.ensemble_cli import main as ensemble_main  # `intransit ensemble plan|run|slurm`
+
+        return ensemble_main((list(sys.argv[1:]) if argv is None else list(argv))[1:])
     args = _parser().parse_args(argv)
     if args.command == "run":
         # A crash inside ADIOS2/MPI C code kills the rank with no Python error;
