@@ -141,6 +141,7 @@ class Pool:
         self.since_ckpt = 0
         self.bytes_read = 0
         self.steps_read = 0
+        self.ingest_s = 0.0  # time spent reading member steps and applying them (per rank)
         self.rss_start = rss_mb()
         self.rss_peak = self.rss_start
         self.rss_trace: list[tuple[int, float]] = []  # (members merged so far, this rank's RSS in MB)
@@ -261,6 +262,7 @@ class Pool:
                 if m.reader is None or m.ended:
                     continue
                 for _ in range(STEPS_PER_PASS):
+                    t_step = time.perf_counter()
                     try:
                         status = m.reader.begin_step(0.0)
                         if status is StepStatus.TIMEOUT:
@@ -294,6 +296,7 @@ class Pool:
                                                       f"its blocks {layout} differ from the other members' {self.layout}")))
                         break
                     self._hold(ga, m.row, int(t), data)
+                    self.ingest_s += time.perf_counter() - t_step
         return busy
 
     def _hold(self, ga: _GroupAttempt, row: int, t: int, data: np.ndarray) -> None:
@@ -476,7 +479,7 @@ class Pool:
                     ok = np.isfinite(v)
                     sums.setdefault(name, {})[t] = (float(v[ok].sum()), int(ok.sum()))
         local = {"sums": sums, "rss_start": self.rss_start, "rss_end": rss_mb(), "rss_peak": self.rss_peak,
-                 "rss_trace": self.rss_trace, "bytes_read": self.bytes_read, "steps_read": self.steps_read}
+                 "rss_trace": self.rss_trace, "bytes_read": self.bytes_read, "steps_read": self.steps_read, "ingest_s": self.ingest_s}
         every = self.comm.gather(local, root=0)
         if self.rank != 0:
             return {}
@@ -495,6 +498,7 @@ class Pool:
             "rss_mb_start": max(r["rss_start"] for r in every), "rss_mb_end": max(r["rss_end"] for r in every),
             "rss_mb_peak": max(r["rss_peak"] for r in every), "rss_trace_rank0": every[0]["rss_trace"],
             "bytes_read": sum(r["bytes_read"] for r in every), "steps_read": sum(r["steps_read"] for r in every),
+            "ingest_s_per_member_step": max(r["ingest_s"] / max(r["steps_read"], 1) for r in every),
             "wall_s": time.monotonic() - self.t_start, "products": self.cfg.product_folder(),
             "statistics": names, "field_means": field_means, "checkpoint_version": self.ckpt_version,
         }
