@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import subprocess
+import sys
 from typing import Any
 
 #: Environment that lets the PyPI MPICH open MPI ports (SST's MPI data plane).
@@ -106,3 +108,62 @@ def open_failure_hint(message: str) -> str | None:
     if "port_name" in text or "open_port" in text:
         return transport_problem("MPI", has_mpi=True, environ={}) or None
     return None
+
+
+#: The watchdog process: exits when its stdin closes (the call returned, or this process died); at the
+#: deadline it writes the message and SIGKILLs the process it watches.
+_WATCHDOG = (
+    "import os, select, signal, sys\n"
+    "pid, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]\n"
+    "ready, _, _ = select.select([0], [], [], seconds)\n"
+    "if not ready:\n"
+    "    os.write(2, message.encode() + b'\\n')\n"
+    "    os.kill(pid, signal.SIGKILL)\n"
+)
+
+
+class OpenWatchdog:
+    """Bound one blocking ADIOS2 call (an SST ``Open``) from outside the process.
+
+    The Python bindings hold the GIL inside ``Open`` (docs/adios2_notes.md),
+    so no thread or signal handler of ours runs while it waits; an MPI reader
+    cohort's ``Open`` is collective and waited past ``open_timeout_s`` without
+    end when the writer stopped answering or exited during it (issue 13 item
+    6).  A small separate process gets the deadline; if the call has not
+    returned by then it prints ``message`` (why, and what to do) on stderr and
+    SIGKILLs this rank, which under ``mpiexec`` ends the job's other ranks too.
+    Leaving the context (normally or by an exception) disarms it.  Where the
+    watchdog cannot start, the call runs unguarded (with a log line).
+    """
+
+    def __init__(self, seconds: float, message: str) -> None:
+        self.seconds = max(1.0, float(seconds))
+        self.message = message
+        self._proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "OpenWatchdog":
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-S", "-c", _WATCHDOG, str(os.getpid()),
+                                           f"{self.seconds:.3f}", self.message], stdin=subprocess.PIPE,
+                                          close_fds=True)
+        except OSError as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("cannot start the open watchdog (%s): the open is unguarded", exc)
+            self._proc = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            assert proc.stdin is not None
+            proc.stdin.close()  # the call returned: the watchdog exits
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -12,6 +12,7 @@ allocated once per block layout and refilled every step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import itertools
@@ -24,7 +25,7 @@ import numpy as np
 
 from intransit.adapters.blocks import (BlockInfo, Piece, assign_pieces, halo_box, merged_box, parse_blocks_info,
                                        wrap_segments)
-from intransit.adapters.cohort import open_failure_hint, reader_communicator, transport_problem
+from intransit.adapters.cohort import OpenWatchdog, open_failure_hint, reader_communicator, transport_problem
 from intransit.adapters.sst_open import OpenPlanError, agree_open_seconds, wait_for_slot
 from intransit.analyzers.base import Block
 
@@ -232,6 +233,15 @@ class _CStderr:
         self.text = raw.decode(errors="replace")
 
 
+def _open_stuck_message(stream: str, timeout_s: float, rank: int, cohort: bool) -> str:
+    return (
+        f"intransit[{rank}]: error: the SST Open of stream {stream!r} did not complete within {timeout_s:g} s "
+        f"([stream] open_timeout_s): its writer stopped answering or exited during the open"
+        + (" (in a reader cohort, another rank's failure stops the collective Open too)" if cohort else "")
+        + "; ending this rank. Check that the simulation is running, then start the analytics again."
+    )
+
+
 def _no_writer_message(stream: str, timeout_s: float) -> str:
     return (
         f"no live SST writer for stream {stream!r} within {timeout_s:g} s "
@@ -296,11 +306,15 @@ class AdiosStepReader:
                 planned_second = wait_for_slot(slot)
         opened_at = time.time()
         c_stderr = ""
+        guard = (OpenWatchdog(open_timeout_s, _open_stuck_message(stream, open_timeout_s, rank, cohort is not None))
+                 if self.engine_type.upper() == "SST" else contextlib.nullcontext())
         try:
-            with _CStderr() as captured:
+            with guard, _CStderr() as captured:
                 self._engine = self._io.open(stream, bindings.Mode.Read)
         except RuntimeError as exc:
             c_stderr = captured.text
+            if cohort is not None:  # the other ranks may still be inside the collective Open: say it now
+                log.error("rank %d: SST Open of %r failed: %s", rank, stream, _first_line(exc))
             hint = open_failure_hint(str(exc)) or open_failure_hint(c_stderr)
             if hint:
                 raise StreamError(f"cannot read {self.engine_type} stream {stream!r}: {hint}") from exc

@@ -99,3 +99,26 @@ def analytics_log(folder: str, name: str = "analytics.log") -> str:
 def steps_accounted(s: dict[str, Any]) -> int:
     """Analyzed plus counted dropped (the tail included when the writer reported its count)."""
     return int(s["steps_analyzed"]) + int(s["steps_dropped"])
+
+
+#: benchmarks/faults.py sets this: each fault test appends one JSON line of what it measured.
+RECORD_ENV = "INTRANSIT_FAULTS_RECORD"
+
+
+def record(test: str, *, summary_: dict[str, Any] | None = None, log: str = "", **metrics: Any) -> None:
+    """Append what a fault test measured to ``$INTRANSIT_FAULTS_RECORD`` (nothing when unset).
+
+    From a summary: ``steps_lost_uncounted`` (writer steps neither analyzed nor counted, where the writer
+    reported its count) and ``tail_unknown`` (the writer did not report: the summary says so instead);
+    ``traceback``: whether the analytics' log holds one.
+    """
+    path = os.environ.get(RECORD_ENV)
+    if not path:
+        return
+    row: dict[str, Any] = {"test": test, "traceback": "Traceback (most recent call last)" in log, **metrics}
+    if summary_ is not None:
+        writer_steps = summary_.get("writer_steps")
+        row["steps_lost_uncounted"] = (int(writer_steps) - steps_accounted(summary_)) if writer_steps is not None else 0
+        row["tail_unknown"] = writer_steps is None and summary_.get("steps_dropped_at_end") is None
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")

@@ -76,6 +76,7 @@ def test_simulation_survives_analytics_ranks_killed(tmp_path, killed):
         procs.stop(an)
         procs.remove_contact_files(folder)
     _assert_sim_finished(folder, rc, timing, 150)
+    helpers.record(f"analytics_killed[{killed}]", log=procs.read_log(folder, "sim.log"))
 
 
 def test_two_jobs_on_one_stream_each_account_for_every_step(tmp_path):
@@ -112,3 +113,6 @@ def test_two_jobs_on_one_stream_each_account_for_every_step(tmp_path):
         s = helpers.summary(os.path.join(folder, name))
         assert s["writer_steps"] == 300 and helpers.steps_accounted(s) == 300, (name, s)
     assert helpers.summary(os.path.join(folder, "two.json"))["first_step"] > 0  # joined late: counted as dropped
+    for name in ("one", "two"):
+        helpers.record(f"two_jobs_one_stream[{name}]", summary_=helpers.summary(os.path.join(folder, f"{name}.json")),
+                       log=helpers.analytics_log(folder, f"{name}.log"))

@@ -108,6 +108,8 @@ def test_link_cut_mid_run(tmp_path, two_namespaces, tcp_retries2):
     s = helpers.summary(out)
     assert "stalled" in s["stream_end"] and helpers.steps_accounted(s) == s["last_step"] + 1, s
     sim_log = procs.read_log(folder, "sim.log")
+    helpers.record(f"link_cut[{tcp_retries2 or 'default'}]", summary_=s, log=log, sim_rc=rc_sim,
+                   sim_seconds=round(sim_elapsed, 1))
     if tcp_retries2 is not None:
         with open(timing) as fh:
             rows = list(csv.DictReader(fh))

@@ -82,3 +82,4 @@ def test_restart_from_checkpoint_keeps_catalog_counts_and_steering_continuous(tm
     assert applied == received
     assert last_seq > seqs[restart_row] + 10, (last_seq, seqs[restart_row])  # the second job's records applied
     assert "reattaching" in sim_log or "connected to" in sim_log
+    helpers.record("restart_from_checkpoint", summary_=s, log=log2, records_applied=applied, replayed=replayed)

@@ -36,6 +36,7 @@ def test_writer_killed_mid_run_is_named_with_its_step_count_and_the_summary_is_w
     assert s["last_step"] is not None and s["last_step"] <= 39
     assert helpers.steps_accounted(s) == s["last_step"] + 1  # every step up to the last seen: analyzed or dropped
     assert "vanished after writer step" in s["stream_end"] and s["steps_dropped_at_end"] is None
+    helpers.record("writer_killed", summary_=s, log=log)
 
 
 def test_stale_contact_file_is_named_as_stale(tmp_path):
@@ -58,6 +59,7 @@ def test_stale_contact_file_is_named_as_stale(tmp_path):
     assert f"the SST contact file {stream}.sst is stale" in log and f"Remove {stream}.sst" in log, log[-3000:]
     assert "DataTransport=MPI" not in log and "Traceback" not in log, log[-3000:]
     assert took < 45
+    helpers.record("stale_contact_file", log=log, seconds=round(took, 1))
 
 
 def test_io_missing_from_the_xml_is_named_under_sst(tmp_path):
@@ -76,6 +78,7 @@ def test_io_missing_from_the_xml_is_named_under_sst(tmp_path):
     assert rc == 1, log[-3000:]
     assert "IO 'SimulationOutput' is not in the ADIOS2 XML" in log and "Elsewhere" in log, log[-3000:]
     assert "to replay" not in log and "Traceback" not in log
+    helpers.record("io_missing_from_xml", log=log)
 
 
 def _slow_pair(folder: str, *, policy: str, report: bool, steps: int = 120) -> tuple[dict, str]:
@@ -101,6 +104,8 @@ def _slow_pair(folder: str, *, policy: str, report: bool, steps: int = 120) -> t
 def test_keep_pace_slow_analyzer_counts_every_writer_step(tmp_path):
     """Item 3: analyzed + dropped (gaps and the tail after the last step seen) = the 120 steps written."""
     s, log = _slow_pair(str(tmp_path), policy="Discard", report=True)
+    helpers.record("slow_analyzer_keep_pace", summary_=s, log=log, analyzed=s["steps_analyzed"],
+                   dropped=s["steps_dropped"], dropped_at_end=s["steps_dropped_at_end"])
     assert s["writer_steps"] == 120, s
     assert helpers.steps_accounted(s) == 120, s
     assert s["steps_dropped"] > 0 and s["steps_analyzed"] < 60, s  # keep-pace did drop steps
@@ -110,6 +115,7 @@ def test_keep_pace_slow_analyzer_counts_every_writer_step(tmp_path):
 
 def test_keep_pace_tail_unknown_without_the_writers_report_is_said(tmp_path):
     s, _log = _slow_pair(str(tmp_path), policy="Discard", report=False)
+    helpers.record("slow_analyzer_keep_pace_no_report", summary_=s, log=_log)
     assert s["writer_steps"] is None and s["steps_dropped_at_end"] is None, s
     assert f"after writer step {s['last_step']}" in s["stream_end"] and "cannot be counted" in s["stream_end"], s
     assert helpers.steps_accounted(s) == s["last_step"] + 1
@@ -117,4 +123,5 @@ def test_keep_pace_tail_unknown_without_the_writers_report_is_said(tmp_path):
 
 def test_lossless_slow_analyzer_analyzes_every_step(tmp_path):
     s, _log = _slow_pair(str(tmp_path), policy="Block", report=True, steps=12)
+    helpers.record("slow_analyzer_lossless", summary_=s, log=_log)
     assert s["steps_analyzed"] == 12 and s["steps_dropped"] == 0 and s["steps_dropped_at_end"] == 0, s
