@@ -115,13 +115,17 @@ def level_features(
     labels: np.ndarray, n: int, mask: np.ndarray, z: np.ndarray, data: np.ndarray, start: tuple[int, ...]
 ) -> dict[str, Any]:
     """Additive features of every label of one block at one level, and its face layers."""
+    idx = np.flatnonzero(mask)  # C order, so the first cell of a label is its lexicographic minimum
+    coords = np.stack(np.unravel_index(idx, labels.shape), axis=1).astype(np.int64) + np.asarray(start, np.int64) \
+        if idx.size else np.zeros((0, labels.ndim), np.int64)
+    return cell_features(labels, n, labels.ravel()[idx], z.ravel()[idx], data.ravel()[idx], coords)
+
+
+def cell_features(labels: np.ndarray, n: int, lab: np.ndarray, w: np.ndarray, values: np.ndarray,
+                  coords: np.ndarray) -> dict[str, Any]:
+    """``level_features`` from the level's cells in C order: their labels, weights, raw values, global coords."""
     ndim = labels.ndim
     count = labels.shape
-    cells = np.nonzero(mask)  # C order, so the first cell of a label is its lexicographic minimum
-    lab = labels[cells]
-    w = z[cells]
-    coords = np.stack([c + s0 for c, s0 in zip(cells, start)], axis=1) if n else np.zeros((0, ndim), np.int64)
-    index = np.arange(1, n + 1)
     area = np.bincount(lab, minlength=n + 1)[1:].astype(np.int64)
     mass = np.bincount(lab, weights=w, minlength=n + 1)[1:]
     axes = range(ndim)
@@ -133,7 +137,7 @@ def level_features(
         sl = lab[order]
         starts = np.r_[0, np.flatnonzero(sl[1:] != sl[:-1]) + 1]
         peak = np.maximum.reduceat(w[order], starts).astype(np.float64)
-        peak_value = np.maximum.reduceat(data[cells][order].astype(np.float64), starts)
+        peak_value = np.maximum.reduceat(values[order].astype(np.float64), starts)
         oc = coords[order]
         lo = np.minimum.reduceat(oc, starts, axis=0).astype(np.int64)
         hi = np.maximum.reduceat(oc, starts, axis=0).astype(np.int64) + 1
@@ -166,9 +170,14 @@ def parents(prev_labels: np.ndarray | None, anchor: np.ndarray, start: tuple[int
 class BlobDetector(Analyzer):
     """Connected regions significantly above the background noise, stitched across blocks and ranks.
 
-    Units: ``threshold`` (default 4), ``grow_threshold`` (2.5), ``split_levels``
+    Units: ``threshold``, ``grow_threshold`` (2.5), ``split_levels``
     ([6, 9, 13]) and ``split_prominence`` (3) are in sigma of the background
-    noise, estimated each step over all ranks (``noise="robust"``: global
+    noise, estimated each step over all ranks.  ``threshold`` (the seed level)
+    left unset adapts each step to the noise's roughness (``noise.seed_level``:
+    the level where Gaussian noise as rough as the measured one makes 1e-5
+    false peaks per cell, within [3, 4] sigma; reported as the score
+    ``threshold``; needs a one-cell halo, see ``halo_spec``); with ``scales``
+    it is 4.  Noise statistics (``noise="robust"``: global
     histogram median and lower-half spread, see ``analyzers/noise.py``;
     ``"moments"``: the plain global mean and std).  ``level`` instead is an
     absolute level in the field's units (cells above it, weights ``x - level``),
@@ -229,6 +238,7 @@ class BlobDetector(Analyzer):
         grow_threshold: float | None = None,
         split_levels: list[float] | None = None,
         split_prominence: float | None = None,
+        split_prominence_fraction: float = 0.0,
         peak_fraction: float | None = 0.35,
         backend: str = "numpy",
         device: str = "auto",
@@ -279,6 +289,9 @@ class BlobDetector(Analyzer):
             )
         if not is_real(split_prominence) or not math.isfinite(split_prominence) or split_prominence < 0:
             raise ValueError(f"split_prominence must be a finite number >= 0 (in sigma of the noise); got {split_prominence!r}")
+        if not is_real(split_prominence_fraction) or not 0.0 <= split_prominence_fraction < 1.0:
+            raise ValueError(f"split_prominence_fraction must be a number in [0, 1) (of the separating level); "
+                             f"got {split_prominence_fraction!r}")
         if peak_fraction is not None and (not is_real(peak_fraction) or not 0.0 < peak_fraction < 1.0):
             raise ValueError(f"peak_fraction must be a number in (0, 1) or None; got {peak_fraction!r}")
         if backend not in ("numpy", "torch"):
@@ -301,6 +314,7 @@ class BlobDetector(Analyzer):
             self.grow_threshold, self.split_levels = 0.0, []
         self.levels: list[float] = self.levels_for(self.threshold)
         self.split_prominence = float(split_prominence)
+        self.split_prominence_fraction = float(split_prominence_fraction)
         self.peak_fraction = None if peak_fraction is None else float(peak_fraction)
         self.backend = backend
         self.device = device
@@ -488,16 +502,39 @@ class BlobDetector(Analyzer):
         """Label one block at every level of ``z`` and reduce each label to additive features (vectorised)."""
         start = tuple(int(v) for v in block.start)
         count = tuple(int(v) for v in data.shape)
-        has_inf = bool(np.isinf(z).any())
+        # The cells above the lowest level, once: every higher level's cells are a subset of
+        # them (in the same C order), so each level only labels and gathers, never rescans.
+        with np.errstate(invalid="ignore"):
+            mask0 = z > thresholds[0]  # NaN compares False
+        if np.isinf(z).any():
+            mask0 &= np.isfinite(z)
+        idx0 = np.flatnonzero(mask0)
+        w0 = z.ravel()[idx0]
+        v0 = np.ascontiguousarray(data).ravel()[idx0]
+        c0 = (np.stack(np.unravel_index(idx0, count), axis=1).astype(np.int64) + np.asarray(start, np.int64)
+              if idx0.size else np.zeros((0, len(count)), np.int64))
+        size = int(np.prod(count))
         levels = []
         prev = None
-        for level in thresholds:
-            with np.errstate(invalid="ignore"):
-                mask = z > level  # NaN compares False
-            if has_inf:
-                mask &= np.isfinite(z)
+        for li, level in enumerate(thresholds):
+            if li == 0:
+                mask, idx, w, v, c = mask0, idx0, w0, v0, c0
+            else:
+                sel = w0 > level
+                idx, w, v, c = idx0[sel], w0[sel], v0[sel], c0[sel]
+                if idx.size == 0:
+                    # Nothing above this level here (nor higher): the empty labelling, without the scans.
+                    labels = np.zeros(count, np.int32)
+                    feat = cell_features(labels, 0, idx, w, v, c)
+                    feat["parent"] = parents(prev, feat["anchor"], start)
+                    levels.append(feat)
+                    prev = labels
+                    continue
+                flat = np.zeros(size, bool)
+                flat[idx] = True
+                mask = flat.reshape(count)
             labels, n = ndimage.label(mask, structure=structure)
-            feat = level_features(labels, n, mask, z, data, start)
+            feat = cell_features(labels, n, labels.ravel()[idx], w, v, c)
             feat["parent"] = parents(prev, feat["anchor"], start)
             levels.append(feat)
             prev = labels
@@ -538,22 +575,33 @@ class BlobDetector(Analyzer):
             s["parent"][s["inv"]] = up["inv"][piece_parent]
         chosen = self._select(stitched, levels, seed)
 
-        keys = [tuple(int(v) for v in stitched[li]["anchor"][o]) for li, o in chosen]
-        order = sorted(range(len(chosen)), key=lambda i: keys[i])
-        events = []
-        for i, c in enumerate(order):
-            li, o = chosen[c]
+        # One table of the chosen objects (rows in any order), then sorted by anchor (first cell in C order).
+        n_ev = len(chosen)
+        table = np.zeros((n_ev, len(EVENT_FIELDS)))
+        col = {f: i for i, f in enumerate(EVENT_FIELDS)}
+        anchors = np.zeros((n_ev, ndim), np.int64)
+        by_level: dict[int, list[int]] = {}
+        for r, (li, o) in enumerate(chosen):
+            by_level.setdefault(li, []).append(r)
+        for li, rows in by_level.items():
             g = stitched[li]
-            ev = {"object": float(i)}
-            for k in range(MAX_NDIM):
-                ev[f"c{k}"] = float(g["centroid"][o, k]) if k < ndim else 0.0
-            ev.update(area=float(g["area"][o]), peak=float(g["peak"][o]), peak_value=float(g["value"][o]),
-                      mass=float(g["mass"][o]))
-            for k in range(MAX_NDIM):
-                ev[f"lo{k}"] = float(g["lo"][o, k]) if k < ndim else 0.0
-            for k in range(MAX_NDIM):
-                ev[f"hi{k}"] = float(g["hi"][o, k]) if k < ndim else 1.0
-            events.append({f: ev[f] for f in EVENT_FIELDS})
+            objs = np.array([chosen[r][1] for r in rows], dtype=np.int64)
+            rows_a = np.array(rows, dtype=np.int64)
+            anchors[rows_a] = g["anchor"][objs]
+            for k in range(ndim):
+                table[rows_a, col[f"c{k}"]] = g["centroid"][objs, k]
+                table[rows_a, col[f"lo{k}"]] = g["lo"][objs, k]
+                table[rows_a, col[f"hi{k}"]] = g["hi"][objs, k]
+            table[rows_a, col["area"]] = g["area"][objs]
+            table[rows_a, col["peak"]] = g["peak"][objs]
+            table[rows_a, col["peak_value"]] = g["value"][objs]
+            table[rows_a, col["mass"]] = g["mass"][objs]
+        for k in range(ndim, MAX_NDIM):
+            table[:, col[f"hi{k}"]] = 1.0
+        order = np.lexsort(tuple(anchors[:, k] for k in reversed(range(ndim)))) if n_ev else np.zeros(0, np.int64)
+        table = table[order]
+        table[:, col["object"]] = np.arange(n_ev)
+        events = [dict(zip(EVENT_FIELDS, row)) for row in table.tolist()]
         logger.debug("step %s: %d blocks, %d levels -> %d objects", ctx.step, len(blocks), len(levels), len(events))
         return StepResult(events=events, scores={"n_objects": float(len(events)), **scores})
 
@@ -562,8 +610,9 @@ class BlobDetector(Analyzer):
         n_lev = len(stitched)
         # A sub-region is its own branch when it is big enough, reaches the seed, and (prominence)
         # its peak stands split_prominence above the level where it separates from its siblings.
+        frac = self.split_prominence_fraction
         sig = [(s["area"] >= self.min_area) & (s["peak"] > seed)
-               & (s["peak"] >= levels[li] + (self.split_prominence if li else 0.0))
+               & (s["peak"] >= levels[li] + (max(self.split_prominence, frac * levels[li]) if li else 0.0))
                for li, s in enumerate(stitched)]
         children: list[dict[int, list[int]]] = [{} for _ in range(n_lev)]
         for li in range(1, n_lev):
@@ -599,10 +648,21 @@ class BlobDetector(Analyzer):
         total = int(bases[-1])
         if total == 0:
             return {"m": 0, "bases": bases, "inv": np.zeros(0, np.int64), "area": np.zeros(0), "peak": np.zeros(0)}
-        uf = ShiftUnionFind(total, ndim)
-        for a, b, delta in self._face_pairs(blocks, bases, shape, periodic):
-            uf.union(a, b, delta)
-        roots, shifts, winds = uf.resolve()
+        roots = np.arange(total, dtype=np.int64)
+        shifts = np.zeros((total, ndim), dtype=np.int64)
+        winds = np.zeros((total, ndim), dtype=bool)
+        pairs = self._face_pairs(blocks, bases, shape, periodic)
+        if pairs:
+            # Only pieces that touch another one need the union-find; the rest are their own objects.
+            uf = ShiftUnionFind(total, ndim)
+            for a, b, delta in pairs:
+                uf.union(a, b, delta)
+            touched = np.unique(np.array([(a, b) for a, b, _ in pairs], dtype=np.int64).ravel())
+            for i in touched.tolist():
+                r, sh = uf.find(i)
+                roots[i] = r
+                shifts[i] = sh
+                winds[i] = uf.winds[r]
 
         def cat(key: str) -> np.ndarray:
             return np.concatenate([b[key] for b in blocks])
@@ -680,6 +740,9 @@ class BlobDetector(Analyzer):
                 if periodic[k] and end == shape[k]:
                     end, s_k = 0, 1
                 trans = [j for j in range(ndim) if j != k]
+                # Transverse offsets the connectivity allows (a face neighbour plus up to conn - 1 diagonal hops).
+                offsets = [d for d in itertools.product((-1, 0, 1), repeat=len(trans))
+                           if 1 + sum(x != 0 for x in d) <= conn]
                 for j in lo_index.get((k, end), ()):
                     b = blocks[j]
                     face_b = b["faces"][k][0]
@@ -695,9 +758,7 @@ class BlobDetector(Analyzer):
                         shift[k] = s_k
                         for t, s in zip(trans, s_trans):
                             shift[t] = s
-                        for d in itertools.product((-1, 0, 1), repeat=len(trans)):
-                            if 1 + sum(x != 0 for x in d) > conn:
-                                continue
+                        for d in offsets:
                             sa, sb = [], []
                             for al, ah, bl, bh, dt in zip(a_lo, a_hi, b_lo, b_hi, d):
                                 t0, t1 = max(al, bl - dt), min(ah, bh - dt)
@@ -711,9 +772,13 @@ class BlobDetector(Analyzer):
                                 both = (la > 0) & (lb > 0)
                                 if not both.any():
                                     continue
-                                uniq = np.unique(np.stack([la[both], lb[both]], axis=1), axis=0)
-                                for x, y in uniq:
-                                    pairs.add((int(bases[i] + x - 1), int(bases[j] + y - 1), tuple(shift)))
+                                # Distinct (label a, label b) pairs through one 1D unique of packed keys
+                                # (much cheaper than np.unique(..., axis=0)).
+                                span = int(lb.max()) + 1
+                                keys = np.unique(la[both].astype(np.int64) * span + lb[both])
+                                sh = tuple(shift)
+                                for x, y in zip((keys // span).tolist(), (keys % span).tolist()):
+                                    pairs.add((int(bases[i] + x - 1), int(bases[j] + y - 1), sh))
         return sorted(pairs)
 
 

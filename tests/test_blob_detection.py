@@ -297,6 +297,9 @@ def test_float32_and_3d_padding():
         ({"periodic": [1, 0]}, "periodic"),
         ({"periodic": "xy"}, "periodic"),
         ({"periodic": [True] * 4}, "periodic"),
+        ({"split_prominence_fraction": 1.0}, "split_prominence_fraction"),
+        ({"split_prominence_fraction": -0.1}, "split_prominence_fraction"),
+        ({"split_prominence_fraction": "0.3"}, "split_prominence_fraction"),
     ],
 )
 def test_bad_params_raise(params, name):
