@@ -111,13 +111,46 @@ class BlobTracker(Analyzer):
     Event rows carry ``parent0``/``parent1`` (0 = none) on the first row of a
     track born from a merge or split, so the catalog holds the genealogy.
 
-    Defaults (one set for every regime; chosen on the dev seeds 0-1 of the
+    Defaults (one set for every regime; chosen on the dev seeds 0-2 of the
     benchmark regimes, figures on held-out seeds in docs/tracking.md):
     ``spacing_gate`` 0.5 caps the link gate at half the median
     nearest-neighbour distance of the step's detections (Gray-Scott spots 7
     cells apart: IDF1 0.71 -> 0.79; no change where objects are sparse, where
     ``max_distance`` 10 holds), occlusion coasting within 4 cells (crossings:
-    IDF1 0.69 -> 0.80), confirmation 2 of 3 steps with ``min_length`` 2.
+    IDF1 0.69 -> 0.80) with its rows reported (``report_occluded``: crossing
+    MOTA +0.11), confirmation 2 of 3 steps with ``min_length`` 2 unless the
+    detection is significant (``confirm_peak`` 5 sigma: MOTA +0.03-0.05 in
+    every regime), merges on (``merge_distance`` 4, ``merge_gap`` 1:
+    merge-regime IDF1 0.77 -> 0.84), ``coast_speed`` 0.4 and ``relink_gate``
+    0.75 (Gray-Scott).
+
+    Significant detections (``confirm_peak``, in the detection's ``peak``
+    units: the noise sigma of ``blob_detection``; ``None`` = off): a new
+    track whose first detection peaks at >= ``confirm_peak`` is confirmed at
+    once (catalog ID and row from its first sighting).  Confirmation is
+    there to hold back noise detections, which peak near the detection
+    threshold; one well above it is no noise, and holding back its first row
+    cost every regime 1 row per track.  Detections without a ``peak`` key
+    wait for ``confirm_hits`` as before.
+
+    Relink (``relink_gate``, fraction of the median spacing; ``None`` = off):
+    in crowded fields only (where ``relink_gate`` x spacing exceeds the first
+    gate), a confirmed track left without a detection by the assignment may
+    take a detection no track took within ``min(max_distance, relink_gate x
+    spacing)`` of its prediction or last position, before that detection
+    starts a new track: when a spot splits, its larger piece's centroid
+    moves by about half the spacing, beyond the first gate.
+
+    Passing or coalescing (``coast_speed``, cells per writer step): an
+    unmatched track next to another's detection coasts (occlusion, below)
+    only if it moves relative to that track at ``coast_speed`` or more: blobs
+    that cross pass each other; spots that come to rest on one another have
+    coalesced.  A resting one is not occluded, its misses count, and with
+    ``merge_distance`` it is a merge once it has been unseen for more than
+    ``merge_gap`` analysed steps (``None`` = ``max_gap``): both tracks end
+    and the shared detection starts the child, without the ``max_occluded``
+    steps of coasting a passing track gets.  ``coast_speed`` 0 coasts every
+    occluded track (the previous behaviour).
 
     Occlusion coasting (``occlusion_distance``, cells; ``None`` = off): blobs
     that cross are often one detection for a few steps (two Gaussians closer
@@ -146,17 +179,21 @@ class BlobTracker(Analyzer):
         min_length: int = 2,
         periodic: list[bool] | None = None,
         velocity_smoothing: float = 0.5,
-        merge_distance: float | None = None,
+        merge_distance: float | None = 4.0,
         split_distance: float | None = None,
         occlusion_distance: float | None = 4.0,
         max_occluded: int = 10,
-        report_occluded: bool = False,
+        report_occluded: bool = True,
         confirm_hits: int = 2,
         confirm_window: int = 3,
         velocity_gate: float | None = None,
         tentative_cost: float = 0.25,
         duplicate_distance: float | None = 2.0,
         spacing_gate: float | None = 0.5,
+        confirm_peak: float | None = 5.0,
+        relink_gate: float | None = 0.75,
+        coast_speed: float = 0.4,
+        merge_gap: int | None = 1,
     ) -> None:
         if not is_real(max_distance) or not math.isfinite(max_distance) or max_distance <= 0:
             raise ValueError(f"max_distance must be a finite number > 0 (cells); got {max_distance!r}")
@@ -190,6 +227,21 @@ class BlobTracker(Analyzer):
                                          or spacing_gate <= 0):
             raise ValueError(f"spacing_gate must be a finite number > 0 (fraction of the median spacing of the "
                              f"step's detections) or None; got {spacing_gate!r}")
+        if confirm_peak is not None and (not is_real(confirm_peak) or not math.isfinite(confirm_peak)):
+            raise ValueError(f"confirm_peak must be a finite number (a detection's peak, in noise sigma) or None; "
+                             f"got {confirm_peak!r}")
+        if not is_real(coast_speed) or not math.isfinite(coast_speed) or coast_speed < 0:
+            raise ValueError(f"coast_speed must be a finite number >= 0 (cells per writer step); got {coast_speed!r}")
+        self.coast_speed = float(coast_speed)
+        if merge_gap is not None and (isinstance(merge_gap, bool) or not isinstance(merge_gap, (int, np.integer))
+                                      or merge_gap < 0):
+            raise ValueError(f"merge_gap must be an integer >= 0 (analysed steps) or None (= max_gap); got {merge_gap!r}")
+        self.merge_gap = None if merge_gap is None else int(merge_gap)
+        if relink_gate is not None and (not is_real(relink_gate) or not math.isfinite(relink_gate) or relink_gate <= 0):
+            raise ValueError(f"relink_gate must be a finite number > 0 (fraction of the median spacing) or None; "
+                             f"got {relink_gate!r}")
+        self.relink_gate = None if relink_gate is None else float(relink_gate)
+        self.confirm_peak = None if confirm_peak is None else float(confirm_peak)
         self.spacing_gate = None if spacing_gate is None else float(spacing_gate)
         self.confirm_hits = int(confirm_hits)
         self.confirm_window = int(confirm_window)
@@ -239,7 +291,8 @@ class BlobTracker(Analyzer):
         ndim = max(1, min(MAX_NDIM, len(ctx.global_shape)))
         matched: dict[int, int] = {}  # detection index -> live track index
         pred = self._predict_all(ctx.step, lengths)
-        gate = self._gate(det_pos, lengths, ndim)
+        spacing = self._spacing(det_pos, lengths, ndim)
+        gate = self._gate_from(spacing, self.spacing_gate)
         last = (np.array([t["pos"] for t in self._live], dtype=np.float64).reshape(-1, MAX_NDIM)
                 if n_t else np.zeros((0, MAX_NDIM)))
         if n_t and n_d:
@@ -252,19 +305,41 @@ class BlobTracker(Analyzer):
                 [(0.0 if t["cid"] else self.tentative_cost) + AGE_COST / t["n_obs"] for t in self._live])
             bound = gate * (1.0 + FALLBACK_COST + self.tentative_cost + AGE_COST)
             matched = _assign(n_t, n_d, ti, di, dd + bias[ti], bound)
+            gate2 = self._gate_from(spacing, self.relink_gate)
+            if self.relink_gate is not None and gate2 > gate and len(matched) < min(n_t, n_d):
+                # Second pass, crowded fields only: a confirmed track left without a detection may take a free
+                # one up to relink_gate x spacing away (a spot that split moves its centroid by about half the
+                # spacing, beyond the first gate), before the free detection starts a new track.
+                used = set(matched.values())
+                ft = np.array([i for i, t in enumerate(self._live) if t["cid"] and i not in used], dtype=np.int64)
+                fd = np.array([d for d in range(n_d) if d not in matched], dtype=np.int64)
+                if len(ft) and len(fd):
+                    t2, d2, c2 = _pairs2(pred[ft], last[ft], det_pos[fd], gate2, FALLBACK_COST * gate2, lengths, ndim)
+                    m2 = _assign(len(ft), len(fd), t2, d2, c2 + bias[ft][t2],
+                                 gate2 * (1.0 + FALLBACK_COST + AGE_COST))
+                    for dj, tj in m2.items():
+                        matched[int(fd[dj])] = int(ft[tj])
 
         # Occlusion: an unmatched track predicted next to another track's detection.
         occluded: dict[int, int] = {}  # live track index -> detection index it hides behind
+        resting: dict[int, int] = {}  # like occluded, but not moving relative to it (coast_speed): coalescing
         if self.occlusion_distance is not None and matched:
             md = np.array(sorted(matched))
             seen = set(matched.values())
             free = np.array([ti for ti in range(n_t) if ti not in seen], dtype=np.int64)
             if len(free):
                 dd, j = _nearest(pred[free], det_pos[md], self.occlusion_distance, lengths, ndim)
-                for ti, dj, jj in zip(free.tolist(), dd.tolist(), j.tolist()):
-                    if dj <= self.occlusion_distance:
-                        occluded[ti] = int(md[jj])
-        shared = set(occluded.values())
+                near_ = dd <= self.occlusion_distance
+                free, host_det = free[near_], md[j[near_]]
+                slow = np.zeros(len(free), dtype=bool)
+                if self.coast_speed > 0 and len(free):
+                    # Not passing the other (relative speed < coast_speed): merged into it, or lost.
+                    vel = np.array([t["vel"] for t in self._live], dtype=np.float64)
+                    host = np.array([matched[d] for d in host_det.tolist()], dtype=np.int64)
+                    slow = np.sqrt(((vel[free] - vel[host]) ** 2).sum(axis=1)) < self.coast_speed
+                for ti, d, r in zip(free.tolist(), host_det.tolist(), slow.tolist()):
+                    (resting if r else occluded)[ti] = int(d)
+        shared = set(occluded.values()) | set(resting.values())  # hosts keep their velocity
 
         births = splits = merges = duplicates = 0
         owner: dict[int, int] = {}  # live track index -> detection index, this step
@@ -332,6 +407,8 @@ class BlobTracker(Analyzer):
                     break
             if parent_det is None:
                 det_track[d] = self._birth(_wrap(det_pos[d], lengths), ctx)
+                if self.confirm_peak is not None and float(dets[d].get("peak", 0.0)) >= self.confirm_peak:
+                    det_track[d]["confirm"] = True  # significant enough to be its own confirmation
                 born_with.add(d)
                 births += 1
                 continue
@@ -379,10 +456,12 @@ class BlobTracker(Analyzer):
                 t["occluder"] = -1
         # A tentative track may miss only as many steps as still let it reach confirm_hits in the window.
         tentative_gap = min(self.max_gap, self.confirm_window - self.confirm_hits)
-        for t in self._live:
+        for ti, t in enumerate(self._live):
             if t["track_id"] in ended_ids:
                 continue
             gap = self.max_gap if t["cid"] else tentative_gap
+            if self.merge_gap is not None and t.get("occluder", -1) > 0 and ti in resting:
+                gap = min(gap, self.merge_gap)  # unseen next to one track and not passing it: coalesced
             if t["track_id"] not in occluders and ctx.index - t["last_index"] - t.get("coast", 0) > gap:
                 occ = t.get("occluder", -1)
                 if occ > 0 and occ in occluders and occ not in ended_ids:
@@ -492,14 +571,24 @@ class BlobTracker(Analyzer):
         nearest-neighbour distance of this step's detections)``: a track may not
         jump to where a neighbouring object sits, whatever the units of the grid.
         """
-        if self.spacing_gate is None or len(det_pos) < 3:
+        return self._gate_from(self._spacing(det_pos, lengths, ndim), self.spacing_gate)
+
+    def _gate_from(self, spacing: float, factor: float | None) -> float:
+        """``min(max_distance, factor x spacing)`` (``max_distance`` when ``factor`` is None)."""
+        if factor is None or not math.isfinite(spacing):
             return self.max_distance
+        return min(self.max_distance, max(factor * spacing, 1e-6))
+
+    def _spacing(self, det_pos: np.ndarray, lengths: np.ndarray, ndim: int) -> float:
+        """Median nearest-neighbour distance of this step's detections (inf: fewer than 3, or no spacing gate)."""
+        factors = [f for f in (self.spacing_gate, self.relink_gate) if f is not None]
+        if not factors or len(det_pos) < 3:
+            return math.inf
         # An open axis's box is longer than the span by 2r + 1: a wrapped neighbour is farther than
         # r = max_distance / f, so it can only stand for a spacing whose gate is max_distance anyway.
-        kd, _, box = _kd_coords(det_pos, det_pos[:0], self.max_distance / self.spacing_gate, lengths, ndim)
+        kd, _, box = _kd_coords(det_pos, det_pos[:0], self.max_distance / min(factors), lengths, ndim)
         d, _ = cKDTree(kd, boxsize=box).query(kd, k=2)
-        nn = float(np.median(d[:, 1]))
-        return min(self.max_distance, max(self.spacing_gate * nn, 1e-6))
+        return float(np.median(d[:, 1]))
 
     def _lengths(self, shape: Sequence[int]) -> np.ndarray:
         """Domain length per coordinate on periodic axes, 0 elsewhere."""

@@ -398,3 +398,77 @@ def test_version_2_checkpoint_loads_as_confirmed_tracks():
     assert [sorted(int(e["track_id"]) for e in r.events) for r in res] == [[2], [2], [2, 3]]
     assert res[0].events[0]["born"] == 0.0  # not a new catalog track
     assert [r["track_id"] for r in trk.summary()] == [1, 2, 3]
+
+
+def _peaked(*points: tuple[float, float, float]) -> StepResult:
+    """Detections with a ``peak`` (in noise sigma), as the noise-aware blob_detection reports them."""
+    return StepResult(events=[{"object": float(i), "c0": float(y), "c1": float(x), "c2": 0.0, "peak": float(p)}
+                              for i, (y, x, p) in enumerate(points)])
+
+
+def test_significant_detection_is_its_own_confirmation():
+    """A detection at >= confirm_peak sigma starts a catalog track at once; a weaker one (or one
+    without a peak) still needs confirm_hits of confirm_window steps."""
+    trk = BlobTracker(max_distance=3.0)
+    assert trk.confirm_peak == 5.0
+    out = []
+    for t in range(3):
+        pts = _peaked((10.0, 10.0 + t, 9.0), (40.0, 40.0, 4.2))
+        ctx = StepContext(step=t, index=t, variable="n", global_shape=SHAPE, blocks=[], input=pts)
+        out.append(trk.combine([None], ctx))
+    assert [sorted(int(e["object"]) for e in r.events) for r in out] == [[0], [0, 1], [0, 1]]
+    assert out[0].events[0]["born"] == 1.0 and out[0].events[0]["age"] == 1.0
+    assert out[0].scores["n_active"] == 1 and out[0].scores["n_tentative"] == 1
+    off = BlobTracker(max_distance=3.0, confirm_peak=None)
+    ctx = StepContext(step=0, index=0, variable="n", global_shape=SHAPE, blocks=[], input=_peaked((10.0, 10.0, 9.0)))
+    assert off.combine([None], ctx).events == []
+
+
+def _coalesce(rel_speed: float, n: int = 10) -> list[list[tuple[float, float]]]:
+    """Two tracked blobs 3 cells apart; from step 5 on one detection between them, drifting at ``rel_speed``/2."""
+    frames = [[(20.0, 20.0 + 0.5 * rel_speed * t), (20.0, 23.0 - 0.5 * rel_speed * t)] for t in range(5)]
+    mid = frames[-1]
+    c = (20.0, (mid[0][1] + mid[1][1]) / 2)
+    return frames + [[c] for _ in range(5, n)]
+
+
+def test_resting_tracks_that_coalesce_merge_after_merge_gap():
+    """Slow tracks (relative speed < coast_speed) that become one detection are a merge, declared once
+    the hidden one has been unseen for more than merge_gap steps: both end, a child with both parents."""
+    for merge_gap, step in ((1, 6), (0, 5), (None, 7)):
+        res = feed(BlobTracker(merge_gap=merge_gap, confirm_hits=1, confirm_window=1, min_length=1), _coalesce(0.0))
+        links = [(t, sorted((int(e["parent0"]), int(e["parent1"])))) for t, r in enumerate(res)
+                 for e in r.events if e["parent1"]]
+        assert links == [(step, [1, 2])], merge_gap
+        assert res[step].scores["n_merges"] == 1 and [int(e["track_id"]) for e in res[-1].events] == [3]
+
+
+def test_fast_tracks_that_coalesce_coast_as_a_crossing():
+    """The same geometry passing at 2 cells per step: the hidden track coasts (rows at its prediction,
+    object -1) instead of merging; with coast_speed 0 slow tracks coast the same way."""
+    res = feed(BlobTracker(confirm_hits=1, confirm_window=1, min_length=1), _coalesce(2.0, n=7))
+    assert not any(e["parent1"] for r in res for e in r.events)
+    assert sorted((int(e["track_id"]), e["object"]) for e in res[5].events) == [(1, 0.0), (2, -1.0)]
+    slow = feed(BlobTracker(coast_speed=0.0, confirm_hits=1, confirm_window=1, min_length=1), _coalesce(0.0, n=7))
+    assert not any(e["parent1"] for r in slow for e in r.events)
+
+
+def test_relink_keeps_the_id_of_a_spot_whose_centroid_jumps_in_a_crowded_field():
+    """Spots 6 cells apart (first gate 0.5 x 6 = 3): one spot's centroid moves 4 cells (a split's larger
+    piece); the second pass (relink_gate 0.75 x 6 = 4.5) keeps its ID; without it a new track starts."""
+    grid = [(float(y), float(x)) for y in range(4, 60, 6) for x in range(4, 60, 6)]
+    frames = [list(grid) for _ in range(4)]
+    frames.append([(4.0, 8.0)] + grid[1:])
+    for relink, same in ((0.75, True), (None, False)):
+        res = feed(BlobTracker(relink_gate=relink, confirm_hits=1, confirm_window=1, min_length=1), frames)
+        before = {int(e["object"]): int(e["track_id"]) for e in res[-2].events}[0]
+        after = {int(e["object"]): int(e["track_id"]) for e in res[-1].events}[0]
+        assert (after == before) is same, relink
+        assert sorted(ids(res[-1])[1:]) == sorted(ids(res[-2])[1:])  # the other spots keep theirs
+
+
+def test_new_options_validated():
+    for bad in (dict(confirm_peak=float("nan")), dict(coast_speed=-1.0), dict(merge_gap=-1), dict(merge_gap=True),
+                dict(relink_gate=0.0), dict(relink_gate=float("inf"))):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            BlobTracker(**bad)
