@@ -98,8 +98,6 @@ from typing import Any, Callable, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
-from scipy.sparse import coo_matrix  # noqa: E402
-from scipy.sparse.csgraph import connected_components  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 for _p in (ROOT / "examples", ROOT / "benchmarks"):
@@ -108,6 +106,7 @@ for _p in (ROOT / "examples", ROOT / "benchmarks"):
 
 from regimes import LEGACY_REGIMES, NEW_REGIMES, REGIMES, Movie, SceneMovie, blobs_for, make_movie  # noqa: E402
 from scenarios2d import Amplitudes, cut  # noqa: E402
+from gray_scott import periodic_label  # noqa: E402,F401  (the robust-z baseline's seams; one join for truth and baseline)
 
 from intransit.adapters.reader import MemoryStepReader, StepStatus  # noqa: E402
 from intransit.analyzers.base import Block, StepContext, StepResult, get  # noqa: E402
@@ -153,6 +152,12 @@ def _read(reader: MemoryStepReader, det: Any, ndim: int) -> tuple[tuple[int, ...
     return reader.read(VARIABLE, whole)
 
 
+def _wants_halo(det: Any, ndim: int) -> bool:
+    """Whether ``_read`` asks this detector's blocks with a halo."""
+    spec = getattr(det, "halo_spec", None)
+    return spec is not None and any(spec(ndim)[0])
+
+
 def default_analyzers(periodic: Sequence[bool]) -> tuple[Any, Any]:
     """What a user with no parameters gets: the registry's classes, only ``periodic`` stated."""
     return get("blob_detection")(periodic=list(periodic)), get("tracking")(periodic=list(periodic))
@@ -163,8 +168,10 @@ def run_pipeline(movie: AnyMovie, frames: Sequence[np.ndarray], *,
                  make: Callable[[Sequence[bool]], tuple[Any, Any]] = default_analyzers) -> dict:
     """Detection + tracking the way the service runs them, over ``blocks`` (default: the movie's) on simulated ranks.
 
-    Returns per-frame detections, track rows, parent links and the CPU
-    seconds of detection (ranks summed) and tracking.
+    Returns per-frame detections, track rows, parent links, the CPU seconds
+    of detection (ranks summed) and tracking, in total and per step
+    (``detect_steps``, ``track_steps``), and whether the halo read was used.
+    ``benchmarks/tracking_scale.py`` runs its 64^3 Gray-Scott through this too.
     """
     shape = tuple(frames[0].shape)
     blocks = list(blocks if blocks is not None else movie.blocks)
@@ -176,13 +183,16 @@ def run_pipeline(movie: AnyMovie, frames: Sequence[np.ndarray], *,
     tracker = pairs[0][1]
     ndim = len(shape)
     out_dets, rows, edges = [], [], []
-    t_det = t_trk = 0.0
+    det_steps: list[float] = []
+    trk_steps: list[float] = []
+    halo_used = False
     for index in range(len(steps)):
         shares = []
         for r in readers:
             if r.begin_step(0.0) is not StepStatus.OK:
                 raise RuntimeError(f"MemoryStepReader gave no step {index}")
             shares.append(_read(r, dets[0], ndim))
+        halo_used = halo_used or _wants_halo(dets[0], ndim)
         step = readers[0].current_step()
         partials: list[Any] = [None] * n_ranks
         cpu = [0.0] * n_ranks
@@ -222,8 +232,8 @@ def run_pipeline(movie: AnyMovie, frames: Sequence[np.ndarray], *,
         t2 = time.thread_time()
         for r in readers:
             r.end_step()
-        t_det += sum(cpu) + (t1 - t0)
-        t_trk += t2 - t1
+        det_steps.append(sum(cpu) + (t1 - t0))
+        trk_steps.append(t2 - t1)
         out_dets.append([(_pos(e, ndim), _box(e, ndim, movie), float(e.get("mass", e.get("area", 1.0))))
                          for e in res.events])
         for e in tres.events:
@@ -232,8 +242,10 @@ def run_pipeline(movie: AnyMovie, frames: Sequence[np.ndarray], *,
                 p = e.get(key, 0)
                 if p and p > 0:
                     edges.append((int(p), int(e["track_id"])))
+    t_det, t_trk = float(sum(det_steps)), float(sum(trk_steps))
     return {"dets": out_dets, "rows": rows, "edges": edges, "seconds": t_det + t_trk,
-            "detect_s": t_det, "track_s": t_trk}
+            "detect_s": t_det, "track_s": t_trk, "detect_steps": det_steps, "track_steps": trk_steps,
+            "halo": halo_used}
 
 
 def run_ours_default(movie: AnyMovie, frames: Sequence[np.ndarray]) -> dict:
@@ -546,34 +558,6 @@ def run_xblobs(movie: AnyMovie, frames: list[np.ndarray], threshold: float = 2.5
 
 
 # ------------------------------------------------------------ robust z link
-def periodic_label(mask: np.ndarray, periodic: Sequence[bool], structure: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, int]:
-    """``scipy.ndimage.label`` with components joined across periodic faces (face pairs); labels 1..n."""
-    labels, n = ndimage.label(mask, structure=structure)
-    if n == 0 or not any(periodic):
-        return labels, n
-    a, b = [], []
-    for axis, p in enumerate(periodic):
-        if not p:
-            continue
-        lo = np.take(labels, 0, axis=axis).ravel()
-        hi = np.take(labels, -1, axis=axis).ravel()
-        both = (lo > 0) & (hi > 0)
-        a.append(lo[both])
-        b.append(hi[both])
-    a, b = np.concatenate(a), np.concatenate(b)
-    if not len(a):
-        return labels, n
-    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n + 1, n + 1))
-    m, comp = connected_components(graph, directed=False)
-    # renumber so that label 0 (background, its own component) stays 0 and the rest are 1..n'
-    order = np.unique(comp[1:], return_index=True)
-    first = {c: i + 1 for i, c in enumerate(comp[1:][np.sort(order[1])])}
-    new = np.zeros(n + 1, np.int64)
-    new[1:] = [first[c] for c in comp[1:]]
-    return new[labels], len(first)
-
-
 def weighted_centroids(labels: np.ndarray, n: int, weight: np.ndarray, periodic: Sequence[bool]) -> np.ndarray:
     """(n, ndim) weighted centroids of labels 1..n; on periodic axes about the circular mean (minimum image), in [0, L)."""
     flat = labels.ravel()

@@ -12,14 +12,17 @@ linked by overlap (``gray_scott.py`` says how).
 
 The pipeline is the default one, untuned: ``BlobDetector(periodic=[True]*3)``
 then ``BlobTracker(periodic=[True]*3)``, every other parameter at its
-default.  It runs in this process over uneven blocks, the way the service
+default.  It runs through ``benchmarks/tracking.py``'s harness
+(``run_pipeline``, the one every regime there uses), the way the service
 runs it: the frame is cut into 3 x 2 uneven blocks (axis 0: 17, 25, 22
 cells; axis 1: 29, 35), held by a ``MemoryStepReader`` and read by 3
 simulated ranks (each its own detector instance, as on real ranks; halo
 read when the detector declares one).  Each rank runs ``process_blocks`` on
 its share in its own thread so its ``allreduce`` calls meet the others' (a
 barrier sums them); rank 0 then runs the detector's ``combine`` and the
-tracker's ``combine``.
+tracker's ``combine``.  Every track row is scored, the rows an occluded
+track reports at its prediction (``object = -1``) included, as in the
+regimes of ``benchmarks/tracking.py``.
 
 Timings are CPU seconds of those calls (``time.thread_time`` per rank,
 summed over ranks: what one core would spend), field generation and the
@@ -48,12 +51,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import inspect  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
+import types  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Sequence  # noqa: E402
 
@@ -62,15 +64,12 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "examples") not in sys.path:
-    sys.path.insert(0, str(ROOT / "examples"))
+for _p in (ROOT / "examples", ROOT / "benchmarks"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 from gray_scott import GrayScott, Truth  # noqa: E402
 
-from intransit.adapters.reader import MemoryStepReader, StepStatus  # noqa: E402
-from intransit.analyzers.base import StepContext, StepResult  # noqa: E402
-from intransit.analyzers.blobs import BlobDetector  # noqa: E402
-from intransit.analyzers.tracking import BlobTracker  # noqa: E402
 
 log = logging.getLogger("tracking_scale")
 
@@ -79,7 +78,6 @@ ROWS = (17, 25, 22)  # uneven blocks along axis 0
 COLS = (29, 35)      # and axis 1 (axis 2 whole)
 RANKS = 3
 GATE = 3.0
-VARIABLE = "V"
 
 
 # ------------------------------------------------------------------ field
@@ -100,110 +98,29 @@ def level_baseline(gs: GrayScott, frames: Sequence[tuple[int, np.ndarray, Truth]
     return out
 
 
-def uneven_blocks(field: np.ndarray) -> list[tuple[tuple[int, ...], np.ndarray]]:
-    out, r0 = [], 0
-    for r in ROWS:
-        c0 = 0
-        for c in COLS:
-            out.append(((r0, c0, 0), np.ascontiguousarray(field[r0:r0 + r, c0:c0 + c, :])))
-            c0 += c
-        r0 += r
-    assert r0 == field.shape[0] and c0 == field.shape[1]
-    return out
+#: (start, count) of the uneven blocks: ROWS along axis 0 x COLS along axis 1, axis 2 whole.
+BLOCKS = [((sum(ROWS[:a]), sum(COLS[:b]), 0), (ROWS[a], COLS[b], SHAPE[2]))
+          for a in range(len(ROWS)) for b in range(len(COLS))]
 
 
 # --------------------------------------------------------------- pipeline
-class _ThreadAllreduce:
-    """Sum over simulated ranks running in threads: every rank's call meets the others' at a barrier."""
-
-    def __init__(self, n: int) -> None:
-        self.barrier = threading.Barrier(n)
-        self.slots: list[np.ndarray | None] = [None] * n
-
-    def for_rank(self, r: int):
-        def allreduce(values: np.ndarray) -> np.ndarray:
-            self.slots[r] = np.asarray(values, dtype=np.float64).copy()
-            self.barrier.wait()
-            total = np.sum([s for s in self.slots], axis=0)
-            self.barrier.wait()  # nobody overwrites a slot before all have summed
-            return total
-        return allreduce
-
-
-def _read(reader: MemoryStepReader, det: BlobDetector) -> tuple[tuple[int, ...], list, bool]:
-    """This rank's blocks, with the halo the detector declares (when it and the reader support one)."""
-    whole = tuple(getattr(det, "whole_axes", ()))
-    spec = getattr(det, "halo_spec", None)
-    if spec is not None:
-        halo, periodic = spec(len(SHAPE))
-        if any(halo):
-            if "halo" not in inspect.signature(reader.read).parameters:
-                raise RuntimeError("the detector declares a halo but MemoryStepReader.read takes none")
-            shape, blocks = reader.read(VARIABLE, whole, halo=tuple(halo), periodic=tuple(periodic))
-            return shape, blocks, True
-    shape, blocks = reader.read(VARIABLE, whole)
-    return shape, blocks, False
-
-
 def run_pipeline(frames: Sequence[tuple[int, np.ndarray, Truth]]) -> dict[str, Any]:
-    """The default pipeline over every frame; detections, track rows and CPU seconds."""
-    steps = [(step, {VARIABLE: (SHAPE, uneven_blocks(v))}) for step, v, _ in frames]
-    readers = [MemoryStepReader(steps, rank=r, n_ranks=RANKS) for r in range(RANKS)]
-    dets = [BlobDetector(periodic=[True] * 3) for _ in range(RANKS)]
-    tracker = BlobTracker(periodic=[True] * 3)
-    detections: list[np.ndarray] = []
-    rows: list[tuple[int, int, np.ndarray]] = []
-    t_detect: list[float] = []
-    t_track: list[float] = []
-    halo_used = False
-    for index in range(len(steps)):
-        shares = []
-        for r in readers:
-            assert r.begin_step(0.0) is StepStatus.OK
-            shares.append(_read(r, dets[0]))
-        step = readers[0].current_step()
-        halo_used = shares[0][2]
-        comm = _ThreadAllreduce(RANKS)
-        partials: list[Any] = [None] * RANKS
-        cpu = [0.0] * RANKS
-        errors: list[BaseException] = []
+    """The default pipeline over every frame, through ``benchmarks/tracking.py``'s harness.
 
-        def rank_body(r: int) -> None:
-            shape, blocks, _ = shares[r]
-            ctx = StepContext(step=step, index=index, variable=VARIABLE, global_shape=shape, blocks=blocks,
-                              allreduce=comm.for_rank(r))
-            t0 = time.thread_time()
-            try:
-                partials[r] = dets[r].process_blocks(ctx)
-            except BaseException as exc:  # noqa: BLE001  (reported below, after every thread ended)
-                errors.append(exc)
-                comm.barrier.abort()
-            cpu[r] = time.thread_time() - t0
+    The harness (``tracking.run_pipeline``) is the service's reading path that
+    every regime of the benchmark goes through: a ``MemoryStepReader`` over the
+    uneven blocks, ``RANKS`` simulated ranks in threads (halo read when the
+    detector declares one), ``combine`` on rank 0, then the tracker; the
+    registry's default analyzers with ``periodic`` on every axis.
+    """
+    from tracking import run_pipeline as harness
 
-        threads = [threading.Thread(target=rank_body, args=(r,)) for r in range(RANKS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        t0 = time.thread_time()
-        ctx = StepContext(step=step, index=index, variable=VARIABLE, global_shape=SHAPE, blocks=[])
-        res: StepResult = dets[0].combine(partials, ctx)
-        t1 = time.thread_time()
-        tctx = StepContext(step=step, index=index, variable=VARIABLE, global_shape=SHAPE, blocks=[],
-                           input=res, upstream={"blobs": res})
-        tres = tracker.combine([None] * RANKS, tctx)
-        t2 = time.thread_time()
-        for r in readers:
-            r.end_step()
-        t_detect.append(sum(cpu) + (t1 - t0))
-        t_track.append(t2 - t1)
-        detections.append(np.array([[e["c0"], e["c1"], e["c2"]] for e in res.events]).reshape(-1, 3))
-        for e in tres.events:
-            if e.get("object", 0) >= 0:  # occluded rows (object -1) carry a prediction, not a detection
-                rows.append((index, int(e["track_id"]), np.array([e["c0"], e["c1"], e["c2"]])))
-    return {"detections": detections, "rows": rows, "t_detect": t_detect, "t_track": t_track, "halo": halo_used}
+    movie = types.SimpleNamespace(periodic=[True] * 3, blocks=BLOCKS, nz=0)
+    res = harness(movie, [v for _, v, _ in frames], n_ranks=RANKS)
+    detections = [np.array([d[0] for d in step]).reshape(-1, 3) for step in res["dets"]]
+    rows = [(i, tid, np.asarray(pos, dtype=float)) for i, tid, pos in res["rows"]]
+    return {"detections": detections, "rows": rows, "t_detect": res["detect_steps"],
+            "t_track": res["track_steps"], "halo": res["halo"]}
 
 
 # ------------------------------------------------------------------ scores

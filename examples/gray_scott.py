@@ -87,6 +87,47 @@ class Truth:
     edges: list[tuple[int, int]]  # (parent id, child id): splits and merges since the last frame
 
 
+def periodic_label(mask: np.ndarray, periodic: Sequence[bool] | None = None,
+                   structure: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """``scipy.ndimage.label`` with components joined across periodic faces: labels 1..n.
+
+    Components that touch both faces of a periodic axis (cell pairs facing each
+    other across the wrap) are one; they are renumbered 1..n in order of their
+    smallest ``ndimage`` label, 0 stays background.  ``periodic`` defaults to
+    every axis; ``structure`` is ``ndimage.label``'s (default: face
+    connectivity).  Shared by this model's truth and the benchmark's
+    robust-z baseline (``benchmarks/tracking.py``), so both join seams alike.
+    """
+    periodic = [True] * mask.ndim if periodic is None else list(periodic)
+    if len(periodic) != mask.ndim:
+        raise ValueError(f"periodic needs one flag per axis of the mask ({mask.ndim}); got {periodic!r}")
+    labels, n = ndimage.label(mask, structure=structure)
+    if n == 0 or not any(periodic):
+        return labels, n
+    a, b = [], []
+    for axis, p in enumerate(periodic):
+        if not p:
+            continue
+        lo = np.take(labels, 0, axis=axis).ravel()
+        hi = np.take(labels, -1, axis=axis).ravel()
+        both = (lo > 0) & (hi > 0)
+        a.append(lo[both])
+        b.append(hi[both])
+    a, b = np.concatenate(a), np.concatenate(b)
+    if not len(a):
+        return labels, n
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n + 1, n + 1))
+    _, comp = connected_components(graph, directed=False)
+    # renumber: components in order of their smallest old label get 1..m (label 0 is its own component)
+    _, first_old = np.unique(comp[1:], return_index=True)
+    rank = np.empty(len(first_old), np.int64)
+    rank[np.argsort(first_old)] = np.arange(1, len(first_old) + 1)
+    _, inv = np.unique(comp[1:], return_inverse=True)
+    new = np.zeros(n + 1, np.int64)
+    new[1:] = rank[inv]
+    return new[labels], len(first_old)
+
+
 class GrayScott:
     """ADIOS2's Gray-Scott model on a periodic box, with spot ground truth.
 
@@ -209,31 +250,7 @@ class GrayScott:
     def label(self, field: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Periodic connected components of ``field > level`` (default: the noise-free V): labels 1..n."""
         field = self.V if field is None else field
-        labels, n = ndimage.label(field > self.level)
-        if n == 0:
-            return labels, 0
-        a, b = [], []
-        for axis in range(3):
-            lo = np.take(labels, 0, axis=axis).ravel()
-            hi = np.take(labels, -1, axis=axis).ravel()
-            both = (lo > 0) & (hi > 0)
-            a.append(lo[both])
-            b.append(hi[both])
-        a, b = np.concatenate(a), np.concatenate(b)
-        if len(a):
-            graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n + 1, n + 1))
-            _, comp = connected_components(graph, directed=False)
-            # renumber components 1..m in order of their smallest old label (label 0 stays 0)
-            first = {}
-            new = np.zeros(n + 1, np.int64)
-            for old in range(1, n + 1):
-                c = comp[old]
-                if c not in first:
-                    first[c] = len(first) + 1
-                new[old] = first[c]
-            labels = new[labels]
-            n = len(first)
-        return labels, n
+        return periodic_label(field > self.level, [True] * field.ndim)
 
     def spots(self, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(centroids (n, 3) in [0, L), sizes (n,)) of labels 1..n, periodic-aware."""

@@ -273,6 +273,38 @@ def test_periodic_label_joins_across_faces():
     assert n_open == 4
 
 
+
+def test_one_periodic_label_join_for_truth_and_baseline():
+    """The Gray-Scott truth and the robust-z baseline join seams with the same function (3D, every axis)."""
+    import gray_scott
+
+    assert bench.periodic_label is gray_scott.periodic_label
+    rng = np.random.default_rng(3)
+    field = rng.random((13, 14, 15))
+    field[:, :, 0] = field[:, :, -1] = 0.9  # a sheet across the axis-2 seam
+    gs = gray_scott.GrayScott.__new__(gray_scott.GrayScott)
+    gs.level = 0.6
+    lab, n = gs.label(field)
+    ref, n_ref = gray_scott.periodic_label(field > 0.6, [True, True, True])
+    assert n == n_ref and (lab == ref).all()
+    assert lab[0, 0, 0] == lab[0, 0, -1] and 0 < n < bench.ndimage.label(field > 0.6)[1]
+    assert set(np.unique(lab)) == set(range(n + 1))  # dense 1..n
+    with pytest.raises(ValueError, match="one flag per axis"):
+        gray_scott.periodic_label(field > 0.6, [True, True])
+
+
+def test_scale_benchmark_uses_the_regime_harness_and_blocks():
+    """tracking_scale cuts 64^3 as the gray_scott regime does and runs through tracking.run_pipeline."""
+    import inspect
+
+    import tracking_scale
+    from regimes import make_scene
+
+    assert sorted(tracking_scale.BLOCKS) == sorted(make_scene("gray_scott", gs_size=64).blocks)
+    src = inspect.getsource(tracking_scale)
+    assert "from tracking import run_pipeline as harness" in src
+    assert "threading" not in src and "def _read" not in src  # no second copy of the reading path
+
 def test_default_pipeline_harness_is_independent_of_blocks_and_ranks():
     """The benchmark's reading path (MemoryStepReader, threads as ranks, halo when declared) gives one
     result for one whole block on one rank and for uneven blocks on three ranks."""
