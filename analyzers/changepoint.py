@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -40,10 +40,19 @@ class CusumChangePoint(Analyzer):
     needs_input = True
     event_fields = ("signal", "direction", "onset_step", "statistic")
     score_names = ("change", "cusum_max", "n_changes")
+    #: the contract suite feeds it the anomaly analyzer's scores, past both warm-ups
+    example_input: ClassVar[str | None] = "anomaly"
+    example_steps: ClassVar[int] = 40
+    #: exact: CUSUM of upstream scores that are themselves exact up to rounding
+    score_rtol: ClassVar[dict[str, float]] = {}
 
-    def __init__(self, *, signals: Sequence[str] = ("log_rate", "d_log_energy", "d_log_grad_ratio", "d_log_hp_ratio"), window: int = 40,
+    @classmethod
+    def example_params(cls) -> dict[str, Any]:
+        return {"window": 8, "guard": 2}
+
+    def __init__(self, *, signals: Sequence[str] = ("log_rate", "d_log_energy", "log_grid_share"), window: int = 40,
                  guard: int = 3, k: float = 3.0, h: float = 12.0,
-                 min_sigma: Sequence[float] = (0.05, 1e-3, 1e-3, 1e-3)) -> None:
+                 min_sigma: Sequence[float] = (0.005, 1e-4, 0.005)) -> None:
         signals = list(signals)
         if not signals:
             raise ValueError("signals must name at least one upstream score")

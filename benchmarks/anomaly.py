@@ -60,37 +60,45 @@ from intransit.analyzers.anomaly import AnomalyDetector  # noqa: E402
 from intransit.analyzers.base import Block, StepContext  # noqa: E402
 from intransit.analyzers.changepoint import CusumChangePoint  # noqa: E402
 
-WARMUP = 100
-PERSIST = 2
+import dynamics  # noqa: E402  (examples/dynamics.py: no code shared with the analyzers)
+
+WARMUP = 100  # the analyzer's default warm-up; every detector calibrates on the same steps
+BASE_PERSIST = 2
 
 
-def blocks_of(field: np.ndarray, nblocks: int = 4) -> list[Block]:
+def blocks_of(field: np.ndarray, layout: int = 1) -> list[Block]:
+    """The field cut as a simulation's ranks would write it (layout 0: one block, 1: 2x2, 2: uneven 3x2)."""
     return [Block(np.ascontiguousarray(field[y:y + cy, x:x + cx]), (y, x), (cy, cx), i)
-            for i, ((y, x), (cy, cx)) in enumerate(hw_sim.blocks_for(field.shape[0], nblocks))]
+            for i, ((y, x), (cy, cx)) in enumerate(dynamics.blocks_layout(field.shape[0], layout))]
 
 
 class Baselines:
-    """HalfSpaceTrees and max|n| threshold, calibrated on the same warm-up."""
+    """River HalfSpaceTrees, a max|n| threshold and ADWIN on the energy, calibrated on the same warm-up."""
+
+    KEYS = ("hst", "maxabs", "adwin")
 
     def __init__(self) -> None:
-        from river import anomaly, preprocessing
+        from river import anomaly, drift, preprocessing
 
         self.hst = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42, window_size=50)
+        self.adwin = drift.ADWIN()
         self.n = 0
-        self.cal = {"hst": [], "maxabs": []}
+        self.cal: dict[str, list[float]] = {"hst": [], "maxabs": []}
         self.thr = {"hst": np.inf, "maxabs": np.inf}
         self.streak = {"hst": 0, "maxabs": 0}
 
-    def step(self, scores: dict[str, float]) -> dict[str, bool]:
+    def step(self, sc: dict[str, float]) -> dict[str, bool]:
         self.n += 1
-        bad = scores["nonfinite"] > 0 or not np.isfinite(scores["max_abs"]) or scores["max_abs"] > 1e6
-        x = {k: scores[k] for k in ("log_energy", "log_grad_ratio", "log_hp_ratio", "log_max_abs", "log_rate")}
+        bad = sc["nonfinite"] > 0 or not np.isfinite(sc["max_abs"]) or sc["max_abs"] > 1e6
+        x = {k: sc[k] for k in ("log_energy", "log_grid_share", "log_rate", "d_log_energy", "d_log_max_abs")}
         if not bad:
             s_hst = self.hst.score_one(x)
             self.hst.learn_one(x)
+            self.adwin.update(sc["log_energy"])
+            drifted = self.adwin.drift_detected
         else:
-            s_hst = np.inf
-        vals = {"hst": s_hst, "maxabs": scores["max_abs"] if not bad else np.inf}
+            s_hst, drifted = np.inf, True
+        vals = {"hst": s_hst, "maxabs": sc["max_abs"] if not bad else np.inf}
         out = {}
         for k, v in vals.items():
             if self.n <= WARMUP:
@@ -101,58 +109,175 @@ class Baselines:
                 out[k] = False
                 continue
             self.streak[k] = self.streak[k] + 1 if v > self.thr[k] else 0
-            out[k] = self.streak[k] >= PERSIST
+            out[k] = self.streak[k] >= BASE_PERSIST
+        out["adwin"] = bool(drifted) and self.n > WARMUP
         return out
 
 
-DETECTORS = ("anomaly", "stride4", "hst", "maxabs")
+DETECTORS = ("anomaly", "conservation") + Baselines.KEYS
 
 
-_WARM: dict[tuple[int, int], hw_sim.HWRun] = {}
+class HW:
+    """hw2d (examples/hw_sim.py) behind the dynamics interface: faults ``cfl`` (dt 0.075) and ``regime`` (c1 0.5)."""
+
+    _warm: dict[tuple[int, int], "hw_sim.HWRun"] = {}
+
+    def __init__(self, size: int = 64, seed: int = 0) -> None:
+        if (size, seed) not in self._warm:
+            self._warm[(size, seed)] = hw_sim.HWRun(size=size, seed=seed)
+        self.run = copy.deepcopy(self._warm[(size, seed)])
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def field(self) -> np.ndarray:
+        return self.run.density
+
+    def step(self) -> None:
+        self.run.step()
+
+    def fault(self, kind: str) -> None:
+        if kind == "cfl":
+            self.run.set_param("dt", 0.075)
+        elif kind == "regime":
+            self.run.set_param("c1", 0.5)
+        elif kind == "nan":
+            d = self.run.plasma.density
+            y, x = self.rng.integers(0, d.shape[0] - 3, 2)
+            d[y:y + 2, x:x + 2] = np.nan
+        else:
+            raise ValueError(kind)
+
+    def blown_up(self) -> bool:
+        return self.run.blown_up()
 
 
-def warm_run(size: int, seed: int) -> hw_sim.HWRun:
-    """A fresh HW run after its warm-up (the warm-up is deterministic: done once per size and seed)."""
-    if (size, seed) not in _WARM:
-        _WARM[(size, seed)] = hw_sim.HWRun(size=size, seed=seed)
-    return copy.deepcopy(_WARM[(size, seed)])
+def make_system(name: str, seed: int, size: int = 64):
+    return HW(size=size, seed=seed) if name == "hw2d" else dynamics.make(name, size=size, seed=seed)
 
 
-def run_case(size: int, seed: int, steps: int, *, onset: int | None = None, change: int | None = None) -> dict:
-    run = warm_run(size, seed)
-    det = AnomalyDetector(warmup=WARMUP, persist=PERSIST, device="cpu", seed=seed)
-    det4 = AnomalyDetector(warmup=WARMUP, persist=PERSIST, device="cpu", seed=seed, stride=4)
+def run_case(system: str, seed: int, steps: int, *, fault: str | None = None, onset: int | None = None,
+             size: int = 64) -> dict:
+    """One run, every detector on the same steps; ``onset``: the step before which ``fault`` is applied."""
+    sim = make_system(system, seed, size)
+    layout = seed % 3
+    det = AnomalyDetector()  # defaults only
     cpd = CusumChangePoint()
     base = Baselines()
     alarms: dict[str, list[int]] = {k: [] for k in DETECTORS}
     prev = {k: False for k in DETECTORS}
     cps: list[int] = []
     blowup = None
+    cons_streak = 0
+    step = 0
     for step in range(steps):
         if onset is not None and step == onset:
-            run.set_param("dt", 0.075)
-        if change is not None and step == change:
-            run.set_param("c1", 0.5)
+            sim.fault(fault)
         if step:
-            run.step()
-        ctx = StepContext(step=step, index=step, variable="density", global_shape=(size, size),
-                          blocks=blocks_of(run.density))
+            sim.step()
+        f = sim.field
+        ctx = StepContext(step=step, index=step, variable="f", global_shape=f.shape, blocks=blocks_of(f, layout))
         res = det.combine([det.process_blocks(ctx)], ctx)
-        res4 = det4.combine([det4.process_blocks(ctx)], ctx)
         ctx.input = res
         cp = cpd.combine([None], ctx)
         if cp.events:
             cps.append(step)
-        flags = {"anomaly": bool(res.scores["alarm"]), "stride4": bool(res4.scores["alarm"]), **base.step(res.scores)}
+        cons_streak = cons_streak + 1 if res.scores["conservation_score"] > 1 else 0
+        flags = {"anomaly": bool(res.scores["alarm"]), "conservation": cons_streak >= det.persist,
+                 **base.step(res.scores)}
         for k, on in flags.items():
             if on and not prev[k]:
                 alarms[k].append(step)
             prev[k] = on
-        if run.blown_up():
+        if fault != "nan" and sim.blown_up():
             blowup = step
             break
-    return {"size": size, "seed": seed, "onset": onset, "change": change, "blowup": blowup,
-            "alarms": alarms, "changepoints": cps, "steps": step + 1}
+    if fault == "nan":
+        blowup = onset
+    return {"system": system, "size": size, "seed": seed, "fault": fault, "onset": onset, "blowup": blowup,
+            "layout": layout, "alarms": alarms, "changepoints": cps, "steps": step + 1}
+
+
+def system_metrics(cases: list[dict], key: str) -> dict:
+    """Lead, misses and false alarms of one detector over one system's runs (alarms after the warm-up)."""
+    leads, missed, false_alarms, healthy = [], 0, 0, 0
+    delays, cp_delays, cp_missed = [], [], 0
+    for c in cases:
+        found = c["changepoints"] if key == "changepoint" else c["alarms"][key]
+        fault_at = c["onset"] if c["fault"] in ("cfl", "unstable", "nan", "leak") else None
+        end = fault_at if fault_at is not None else c["steps"]
+        healthy += max(0, end - WARMUP)
+        if key != "changepoint":
+            false_alarms += sum(1 for a in found if a < end)
+        if c["fault"] in ("cfl", "unstable"):
+            if c["blowup"] is None:
+                continue
+            after = [a for a in found if c["onset"] <= a < c["blowup"]]
+            if after:
+                leads.append(c["blowup"] - after[0])
+            else:
+                missed += 1
+                leads.append(0)
+        elif c["fault"] in ("nan", "leak"):
+            after = [a for a in found if a >= c["onset"]]
+            if after and (c["fault"] == "leak" or after[0] <= c["onset"] + 1):
+                delays.append(after[0] - c["onset"])
+            else:
+                missed += 1
+        elif c["fault"] == "regime":
+            after = [a for a in c["changepoints"] if a >= c["onset"]]
+            if after:
+                cp_delays.append(after[0] - c["onset"])
+            else:
+                cp_missed += 1
+    out = {"lead_steps_min": min(leads) if leads else None, "missed": missed, "false_alarms": false_alarms,
+           "healthy_steps": healthy,
+           "false_alarms_per_1000": round(1000.0 * false_alarms / healthy, 3) if healthy else None,
+           "blowups": len(leads)}
+    if delays:
+        out["detect_delay_max"] = max(delays)
+    if cp_delays or cp_missed:
+        out["changepoint_delay_max"] = max(cp_delays) if cp_delays else None
+        out["changepoint_missed"] = cp_missed
+    return out
+
+
+#: system -> (fault, healthy steps per run, steps after the onset at most, regime-change runs?)
+PLAN = {
+    "gray_scott": ("cfl", 1100, 300, True),
+    "advection_diffusion": ("cfl", 1100, 500, False),
+    "kuramoto_sivashinsky": ("unstable", 1100, 400, False),
+    "nan_block": ("nan", 1100, 30, False),
+    "mass_leak": ("leak", 1100, 400, False),
+    "hw2d": ("cfl", 1100, 200, True),
+}
+NAN_BASES = ("gray_scott", "advection_diffusion", "kuramoto_sivashinsky", "hw2d")
+
+
+def run_system(name: str, seeds: list[int], healthy_steps: int, quick: bool) -> list[dict]:
+    fault, steps, after, regime = PLAN[name]
+    steps = healthy_steps or steps
+    cases = []
+    for i, seed in enumerate(seeds):
+        rng = np.random.default_rng(1000 + seed)
+        base = NAN_BASES[i % len(NAN_BASES)] if name == "nan_block" else name
+        if name != "nan_block":  # healthy run (a nan_block's healthy steps are its runs' steps before the NaN)
+            cases.append(run_case(base, seed, steps))
+            _log_case(cases[-1])
+        onset = int(rng.integers(WARMUP + 100, WARMUP + 400))
+        c = run_case(base, seed, onset + after, fault=fault, onset=onset)
+        c["system"] = name
+        cases.append(c)
+        _log_case(c)
+        if regime and (not quick or i == 0):
+            cases.append(run_case(name, seed, onset + 250, fault="regime", onset=onset))
+            _log_case(cases[-1])
+    return cases
+
+
+def _log_case(c: dict) -> None:
+    print(f"{c['system']} seed {c['seed']} layout {c['layout']} fault {c['fault']} onset {c['onset']} "
+          f"blowup {c['blowup']} steps {c['steps']} alarms {c['alarms']} changepoints {c['changepoints']}",
+          file=sys.stderr)
 
 
 # ----------------------------------------------------------------- overhead
@@ -214,7 +339,7 @@ def overhead_inprocess(bp: str, warmup: int = OVERHEAD_WARMUP) -> dict:
 
     reader = AdiosStepReader(stream=bp, xml=str(ROOT / "xml_configs" / "replay_bp5.xml"), io_name="SimulationOutput")
     blob, trk = get("blob_detection")(**REF_BLOBS), get("tracking")(**REF_TRACKING)
-    det, cpd = AnomalyDetector(warmup=warmup, device="cpu"), CusumChangePoint()
+    det, cpd = AnomalyDetector(warmup=warmup), CusumChangePoint()
 
     def run(analyzer, ctx, results, key, inp=None):
         ctx.input = results.get(inp) if inp else None
@@ -290,7 +415,7 @@ params = {{ max_distance = 8.0, max_gap = 2, periodic = [true, false] }}
 [[analyzers]]
 type = "anomaly"
 name = "anomaly"
-params = {{ warmup = {warmup}, device = "cpu" }}
+params = {{ warmup = {warmup} }}
 
 [[analyzers]]
 type = "changepoint"
@@ -318,91 +443,77 @@ input = "anomaly"
             "runs_ms": {"reference": (1e3 * r).round(2).tolist(), "with_anomaly": (1e3 * w).round(2).tolist()}}
 
 
-def metrics(cases: list[dict], key: str) -> dict:
-    leads, windows, late, fa_unstable = [], [], 0, 0
-    for c in (c for c in cases if c["onset"] is not None):
-        after = [a for a in c["alarms"][key] if a >= c["onset"]]
-        fa_unstable += len([a for a in c["alarms"][key] if a < c["onset"]])
-        if c["blowup"] is None:
-            continue
-        windows.append(c["blowup"] - c["onset"])
-        if after and after[0] < c["blowup"]:
-            leads.append(c["blowup"] - after[0])
-        else:
-            late += 1
-            leads.append(0)
-    stable = [c for c in cases if c["onset"] is None and c["change"] is None]
-    false_alarms = sum(len(c["alarms"][key]) for c in stable)
-    false_changes = sum(len(c["changepoints"] if key == "anomaly" else c["alarms"][key]) for c in stable)
-    delays = []
-    for c in (c for c in cases if c["change"] is not None):
-        found = c["changepoints"] if key == "anomaly" else c["alarms"][key]
-        after = [s for s in found if s >= c["change"]]
-        delays.append(after[0] - c["change"] if after else None)
-    ok_delays = [d for d in delays if d is not None]
-    return {
-        "lead_steps_min": min(leads) if leads else None,
-        "window_steps_min": min(windows) if windows else None,
-        "lead_over_window_min": round(min(l / w for l, w in zip(leads, windows)), 3) if leads else None,
-        "missed_before_blowup": late,
-        "unstable_runs_without_blowup": sum(1 for c in cases if c["onset"] is not None and c["blowup"] is None),
-        "false_alarms": false_alarms,
-        "stable_steps": sum(c["steps"] for c in stable),
-        "false_alarms_before_onset": fa_unstable,
-        "changepoint_delay_max": (max(ok_delays) if len(ok_delays) == len(delays) and delays else None),
-        "changepoint_missed": len(delays) - len(ok_delays),
-        "changepoint_false": false_changes,
-    }
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer, shorter runs; in-process overhead only")
+    p.add_argument("--quick", action="store_true", help="2 seeds, shorter runs; in-process overhead only")
     p.add_argument("--service", action=argparse.BooleanOptionalAction, default=None,
                    help="also time the real service (default: on in the full run, off with --quick)")
+    p.add_argument("--systems", default=",".join(PLAN), help="comma-separated subset of: " + ", ".join(PLAN))
+    p.add_argument("--seeds", type=int, default=None, help="seeds per system (default 5; quick 2)")
+    p.add_argument("--first-seed", type=int, default=100, help="seeds first-seed, first-seed+1, ... (held out: "
+                   "the defaults were chosen on seeds 0-4)")
+    p.add_argument("--no-overhead", action="store_true", help="skip the 512^2 overhead measurement")
     a = p.parse_args()
     service = (not a.quick) if a.service is None else a.service
     t0 = time.perf_counter()
-    if a.quick:
-        unstable = [(64, s, 130) for s in (0, 1)]
-        stable = [(64, s, 220) for s in (0, 1)]
-        changes = [(64, 0, 160)]  # the CUSUM is armed 43 steps after the anomaly warm-up (100)
-        ov_steps = 100
-    else:
-        unstable = [(64, s, 300) for s in range(5)] + [(128, s, 300) for s in range(3)]
-        stable = [(64, s, 1000) for s in (0, 1, 2)]
-        changes = [(64, s, 250) for s in (0, 1, 2)]
-        ov_steps = 300
-    cases = []
-    for size, seed, onset in unstable:
-        cases.append(run_case(size, seed, onset + 200, onset=onset))
-    for size, seed, steps in stable:
-        cases.append(run_case(size, seed, steps))
-    for size, seed, c in changes:
-        cases.append(run_case(size, seed, c + 40, change=c))
+    n_seeds = a.seeds or (2 if a.quick else 5)
+    seeds = list(range(a.first_seed, a.first_seed + n_seeds))
+    healthy = 600 if a.quick else 0
+    systems: dict = {}
+    all_cases = []
+    for name in [s for s in a.systems.split(",") if s]:
+        if name not in PLAN:
+            p.error(f"unknown system {name!r}; known: {', '.join(PLAN)}")
+        t1 = time.perf_counter()
+        cases = run_system(name, seeds, healthy, a.quick)
+        key = "conservation" if name == "mass_leak" else "anomaly"
+        m = system_metrics(cases, key)
+        if name == "mass_leak":  # the leak is no blow-up: the stop alarm should stay quiet on it
+            m["stop_alarms_during_leak"] = sum(1 for c in cases if c["fault"] == "leak"
+                                               for x in c["alarms"]["anomaly"] if x >= c["onset"])
+            m["stop_false_alarms"] = system_metrics(cases, "anomaly")["false_alarms"]
+        else:
+            cons = system_metrics(cases, "conservation")
+            m["conservation_false_alarms"] = cons["false_alarms"]
+        m["baselines"] = {label: system_metrics(cases, k) for k, label in
+                          (("hst", "river_half_space_trees"), ("maxabs", "max_abs_threshold"),
+                           ("adwin", "adwin_energy"))}
+        m["seeds"] = seeds
+        m["seconds"] = round(time.perf_counter() - t1, 1)
+        systems[name] = m
+        all_cases += cases
     t_cases = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory(prefix="anomaly_bench_") as tmp:
-        bp = os.path.join(tmp, "replay512.bp")
-        write_bp5(bp, replay_frames(512, ov_steps))
-        ov = overhead_inprocess(bp)
-        if service:
-            ov["service"] = overhead_service(tmp)
-    result = metrics(cases, "anomaly")
-    result["overhead_ratio"] = ov["overhead_ratio"]
-    result["overhead"] = ov
-    result["stride_check"] = {k: v for k, v in metrics(cases, "stride4").items() if not k.startswith("changepoint")}
-    result["baselines"] = {}
-    for key, name in (("hst", "river_half_space_trees"), ("maxabs", "max_abs_threshold")):
-        m = metrics(cases, key)
-        m["overhead_ratio"] = None
-        result["baselines"][name] = m
-    result["runs"] = cases
+    result: dict = {"systems": systems}
+    stop = [m for n, m in systems.items() if n != "mass_leak"]
+    leads = [m["lead_steps_min"] for m in stop if m["lead_steps_min"] is not None]
+    result["lead_steps_min"] = min(leads) if leads else None
+    result["missed"] = sum(m["missed"] for m in systems.values())
+    result["false_alarms"] = sum(m["false_alarms"] if n != "mass_leak" else m["stop_false_alarms"]
+                                 for n, m in systems.items())
+    result["healthy_steps"] = sum(m["healthy_steps"] for m in systems.values())
+    cp = [m.get("changepoint_delay_max") for m in systems.values() if "changepoint_delay_max" in m]
+    result["changepoint_delay_max"] = max(cp) if cp and None not in cp else None
+    if not a.no_overhead:
+        with tempfile.TemporaryDirectory(prefix="anomaly_bench_") as tmp:
+            bp = os.path.join(tmp, "replay512.bp")
+            write_bp5(bp, replay_frames(512, 100 if a.quick else 300))
+            ov = overhead_inprocess(bp)
+            if service:
+                ov["service"] = overhead_service(tmp)
+        result["overhead_ratio"] = ov["overhead_ratio"]
+        result["overhead"] = ov
     result["quick"] = a.quick
+    result["runs"] = [{k: v for k, v in c.items()} for c in all_cases]
     result["seconds_detection_runs"] = round(t_cases, 1)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    for c in cases:
-        print(f"size {c['size']} seed {c['seed']} onset {c['onset']} change {c['change']} blowup {c['blowup']} "
-              f"alarms {c['alarms']} changepoints {c['changepoints']}", file=sys.stderr)
+    hdr = f"{'system':22s} {'lead_min':>8s} {'missed':>6s} {'FA':>4s} {'healthy':>7s} {'FA/1000':>7s} {'cp_delay':>8s}"
+    print(hdr, file=sys.stderr)
+    for n, m in systems.items():
+        rows = [("ours" if n != "mass_leak" else "ours(cons)", m)] + list(m["baselines"].items())
+        for label, r in rows:
+            print(f"{n[:14] + ' ' + label[:7]:22s} {str(r['lead_steps_min']):>8s} {r['missed']:>6d} "
+                  f"{r['false_alarms']:>4d} {r['healthy_steps']:>7d} {str(r['false_alarms_per_1000']):>7s} "
+                  f"{str(r.get('changepoint_delay_max', '-')):>8s}", file=sys.stderr)
     print(json.dumps(result))
     return 0
 

@@ -31,7 +31,7 @@ def write_job(folder: str, stream: str, steer: str) -> str:
         [[analyzers]]
         type = "anomaly"
         name = "anomaly"
-        params = {{ warmup = 40, device = "cpu" }}
+        params = {{ warmup = 40 }}
 
         [[analyzers]]
         type = "changepoint"
