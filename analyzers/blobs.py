@@ -57,8 +57,9 @@ DEFAULT_THRESHOLD = 4.0
 DEFAULT_SCALES: tuple[float, ...] = ()
 #: Default hysteresis grow level and split levels, in sigma of the noise.
 DEFAULT_GROW = 2.5
-DEFAULT_SPLIT_LEVELS = (6.0, 9.0, 13.0)
-DEFAULT_SPLIT_PROMINENCE = 3.0
+DEFAULT_SPLIT_LEVELS = (5.0, 7.0, 10.0, 14.0)
+DEFAULT_SPLIT_PROMINENCE = 1.5
+DEFAULT_SPLIT_PROMINENCE_FRACTION = 0.35
 #: Default ``peak_fraction``: each object reported at the lowest level >= 0.35 x its
 #: peak (a blob on a broad bump keeps its own extent; ~1 e-fold radius of a Gaussian).
 
@@ -238,7 +239,7 @@ class BlobDetector(Analyzer):
         grow_threshold: float | None = None,
         split_levels: list[float] | None = None,
         split_prominence: float | None = None,
-        split_prominence_fraction: float = 0.0,
+        split_prominence_fraction: float = DEFAULT_SPLIT_PROMINENCE_FRACTION,
         peak_fraction: float | None = 0.35,
         backend: str = "numpy",
         device: str = "auto",

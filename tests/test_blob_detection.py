@@ -495,3 +495,15 @@ def test_adaptive_seed_without_halo_is_a_clear_error():
         run_ranks({}, field.shape, [cut(field, (2, 1))])
     # A fixed threshold needs no halo.
     assert run_ranks({"threshold": 4.0}, field.shape, [cut(field, (2, 1))]).scores["n_objects"] >= 1
+
+
+def test_split_prominence_fraction_keeps_a_bright_blob_whole():
+    """Two bright peaks (~18 sigma) 6 cells apart, their saddle above the 14-sigma split level: 1.5 sigma of
+    prominence would split them, the default fraction (0.35 of the level: 4.9 sigma) does not; 7 cells
+    apart (a deeper saddle) they are two objects either way."""
+    for sep, want in ((6.0, (2, 1)), (7.0, (2, 2))):
+        f = gaussian_field((64, 64), [(32.0, 32 - sep / 2), (32.0, 32 + sep / 2)], amp=17.0, width=2.0, noise=0.0) \
+            + np.random.default_rng(0).normal(size=(64, 64)) * 0.05 + correlated_noise((64, 64), 1, 1.0)
+        got = tuple(len(run_ranks({"threshold": 4.0, "split_prominence_fraction": frac, "periodic": [True, True]},
+                                  f.shape, [cut(f, (1, 1))]).events) for frac in (0.0, 0.35))
+        assert got == want, (sep, got)
