@@ -37,8 +37,9 @@
 //    after the timeout (its thread closes the engine if the Open ever returns).
 //  * Only what the simulation declared is applied: an unknown/unregistered command, a set of
 //    an undeclared parameter, a non-finite, non-integral (int64) or out-of-range value, a
-//    malformed record (seq, answers_step or command missing; set without set_name/set_value)
-//    is rejected and logged to stderr, never applied.
+//    malformed record (seq, answers_step or command missing; set without set_name/set_value;
+//    a protocol variable of another type or shape, a string over 64 KiB, a variable that
+//    cannot be read) is rejected and logged to stderr, never applied.
 //  * A record answering a step the simulation has not reached yet (answers_step > the step
 //    given to poll) is rejected: a stale steering stream left by another run must not steer
 //    this one.
@@ -61,6 +62,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <limits>
@@ -77,6 +80,45 @@
 
 namespace intransit
 {
+
+/// Write ``<stream>.end.json``: how many steps this simulation published on ``stream`` (call it after the
+/// last EndStep, before Close).  A keep-pace (Discard) SST writer drops steps the analytics cannot take;
+/// those after the last one they received are invisible to them, and with this report they count them
+/// exactly (the same file as Python's intransit.adapters.steering.report_end_of_stream).  Returns false
+/// (and writes nothing) when the file cannot be written; never throws.
+inline bool report_end_of_stream(const std::string &stream, int64_t steps_written)
+{
+    if (steps_written < 0)
+        return false;
+    const std::string path = stream + ".end.json";
+    const std::string tmp = path + ".tmp";
+    std::string base = stream;
+    const auto slash = base.find_last_of('/');
+    if (slash != std::string::npos)
+        base = base.substr(slash + 1);
+    std::string escaped;
+    for (char c : base)
+    {
+        if (c == '"' || c == '\\')
+            escaped += '\\';
+        if (static_cast<unsigned char>(c) >= 0x20)
+            escaped += c;
+    }
+    FILE *fh = std::fopen(tmp.c_str(), "w");
+    if (!fh)
+        return false;
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const int n = std::fprintf(fh, "{\"format\": \"intransit-end-of-stream/1\", \"stream\": \"%s\", "
+                                   "\"steps_written\": %lld, \"time\": %.3f}",
+                               escaped.c_str(), static_cast<long long>(steps_written), now);
+    const bool ok = n > 0 && std::fclose(fh) == 0;
+    if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0)
+    {
+        std::remove(tmp.c_str());
+        return false;
+    }
+    return true;
+}
 
 /// One record of the reverse stream, as the simulation sees it.
 struct Command
@@ -397,7 +439,13 @@ private:
         std::optional<int64_t> seq, answers_step;
         std::optional<double> set_value;
         std::optional<std::string> command, rule, args, set_name;
+        /// Non-empty: a protocol variable had the wrong type or shape, was too long, or could not be
+        /// read; the record is rejected with this reason and never applied.
+        std::string malformed;
     };
+
+    /// Longest string accepted in a record (as the Python client).
+    static constexpr size_t MaxString = 65536;
 
     /// An Open running on the helper thread; shared with it.
     struct OpenState
@@ -602,48 +650,388 @@ private:
         }
     }
 
-    /// Read every protocol variable present this step; missing (or mistyped) ones stay empty.
+    /// Read every protocol variable present this step; missing ones stay empty.
+    ///
+    /// Whatever bytes the reverse stream carries: each variable's type and shape are checked in
+    /// the step's variable list before it is read (ADIOS2 would read a 4-element seq into a
+    /// 1-element buffer, or not find a mistyped one), strings are bounded, and a read that throws
+    /// marks the record malformed instead of ending steering.
     Record ReadRecord()
     {
         Record r;
-        const auto available = m_IO.AvailableVariables(true);
-        auto has = [&](const char *n) { return available.count(n) != 0; };
-        auto getInt = [&](const char *n) -> std::optional<int64_t> {
-            if (!has(n))
-                return std::nullopt;
-            auto v = m_IO.InquireVariable<int64_t>(n);
-            if (!v)
-                return std::nullopt;
-            int64_t x = 0;
-            m_Engine.Get(v, &x, adios2::Mode::Sync);
-            return x;
-        };
-        auto getStr = [&](const char *n) -> std::optional<std::string> {
-            if (!has(n))
-                return std::nullopt;
-            auto v = m_IO.InquireVariable<std::string>(n);
-            if (!v)
-                return std::nullopt;
-            std::string s;
-            m_Engine.Get(v, s, adios2::Mode::Sync);
-            return s;
-        };
-        r.seq = getInt("seq");
-        r.answers_step = getInt("answers_step");
-        if (has("set_value"))
+        std::map<std::string, adios2::Params> available;
+        try
         {
-            if (auto v = m_IO.InquireVariable<double>("set_value"))
+            available = m_IO.AvailableVariables();
+        }
+        catch (const std::exception &e)
+        {
+            r.malformed = std::string("unreadable variable list (") + FirstLine(e.what()) + ")";
+            return r;
+        }
+        auto problem = [&](const std::string &text) {
+            r.malformed += (r.malformed.empty() ? "" : "; ") + text;
+        };
+        // Present with the protocol's type and a single value; else the reason is noted.
+        auto usable = [&](const char *n, const char *want) -> bool {
+            auto it = available.find(n);
+            if (it == available.end())
+                return false;
+            auto field = [&](const char *key) {
+                auto f = it->second.find(key);
+                return f == it->second.end() ? std::string() : f->second;
+            };
+            const std::string type = field("Type");
+            std::string shape = field("Shape");
+            shape.erase(std::remove_if(shape.begin(), shape.end(), ::isspace), shape.end());
+            if (type != want)
             {
+                problem(std::string(n) + " is " + (type.empty() ? "untyped" : type) + ", expected " + want);
+                return false;
+            }
+            if (!shape.empty() && shape != "1")
+            {
+                problem(std::string(n) + " has shape {" + shape + "}, expected a single value");
+                return false;
+            }
+            return true;
+        };
+        auto guarded = [&](const char *n, auto &&read) {
+            try
+            {
+                read();
+            }
+            catch (const std::exception &e)
+            {
+                problem(std::string(n) + " unreadable (" + FirstLine(e.what()).substr(0, 120) + ")");
+            }
+        };
+        auto getInt = [&](const char *n, std::optional<int64_t> &out) {
+            if (!usable(n, "int64_t"))
+                return;
+            guarded(n, [&] {
+                auto v = m_IO.InquireVariable<int64_t>(n);
+                if (!v)
+                    throw std::runtime_error("not found");
+                int64_t x = 0;
+                m_Engine.Get(v, &x, adios2::Mode::Sync);
+                out = x;
+            });
+        };
+        auto getStr = [&](const char *n, std::optional<std::string> &out) {
+            if (!usable(n, "string"))
+                return;
+            guarded(n, [&] {
+                auto v = m_IO.InquireVariable<std::string>(n);
+                if (!v)
+                    throw std::runtime_error("not found");
+                std::string x;
+                m_Engine.Get(v, x, adios2::Mode::Sync);
+                if (x.size() > MaxString)
+                {
+                    problem(std::string(n) + " is " + std::to_string(x.size()) +
+                            " characters long (at most " + std::to_string(MaxString) + ")");
+                    return;
+                }
+                out = std::move(x);
+            });
+        };
+        getInt("seq", r.seq);
+        getInt("answers_step", r.answers_step);
+        if (usable("set_value", "double"))
+        {
+            guarded("set_value", [&] {
+                auto v = m_IO.InquireVariable<double>("set_value");
+                if (!v)
+                    throw std::runtime_error("not found");
                 double x = 0;
                 m_Engine.Get(v, &x, adios2::Mode::Sync);
                 r.set_value = x;
-            }
+            });
         }
-        r.command = getStr("command");
-        r.rule = getStr("rule");
-        r.args = getStr("args");
-        r.set_name = getStr("set_name");
+        getStr("command", r.command);
+        getStr("rule", r.rule);
+        getStr("args", r.args);
+        getStr("set_name", r.set_name);
         return r;
+    }
+
+    /// A top-level member of the args object: its JSON kind and, for strings, the unescaped text,
+    /// for numbers the literal.
+    struct JsonMember
+    {
+        char kind = 0; // 's' string, 'n' number, 'b' true/false, 'z' null, 'o' object, 'a' array
+        std::string text;
+    };
+
+    /// Parse ``text`` as one JSON object (what the analytics send as args) and return its
+    /// top-level members; an empty optional and ``error`` set when it is not one.  JSON with
+    /// nesting at most 64 deep (iteration, not recursion); NaN/Infinity are read as numbers and
+    /// refused by the value checks (not finite), so both clients refuse the same records.
+    static std::optional<std::map<std::string, JsonMember>> ParseArgs(const std::string &text,
+                                                                     std::string &error)
+    {
+        size_t i = 0;
+        const size_t n = text.size();
+        auto ws = [&] {
+            while (i < n && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+                ++i;
+        };
+        auto fail = [&](const std::string &what) {
+            error = what + " at character " + std::to_string(i);
+            return std::nullopt;
+        };
+        auto str = [&](std::string &out) -> bool { // at '"'
+            ++i;
+            while (i < n)
+            {
+                char c = text[i++];
+                if (c == '"')
+                    return true;
+                if (static_cast<unsigned char>(c) < 0x20)
+                    return false;
+                if (c == '\\')
+                {
+                    if (i >= n)
+                        return false;
+                    char e = text[i++];
+                    if (e == 'u')
+                    {
+                        if (i + 4 > n)
+                            return false;
+                        for (int k = 0; k < 4; ++k)
+                            if (!std::isxdigit(static_cast<unsigned char>(text[i + k])))
+                                return false;
+                        out += '?'; // names and values we compare are ASCII
+                        i += 4;
+                        continue;
+                    }
+                    const std::string esc = "\"\\/bfnrt", rep = "\"\\/\b\f\n\r\t";
+                    auto at = esc.find(e);
+                    if (at == std::string::npos)
+                        return false;
+                    out += rep[at];
+                    continue;
+                }
+                out += c;
+            }
+            return false;
+        };
+        auto number = [&](std::string &out) -> bool {
+            const size_t b = i;
+            if (i < n && text[i] == '-')
+                ++i;
+            // Python's json.dumps writes NaN, Infinity, -Infinity (not JSON): read as numbers here,
+            // refused by the value checks as not finite, as the Python client refuses them.
+            for (const char *word : {"NaN", "Infinity"})
+            {
+                const size_t len = std::char_traits<char>::length(word);
+                if (text.compare(i, len, word) == 0)
+                {
+                    i += len;
+                    out = text.substr(b, i - b);
+                    return true;
+                }
+            }
+            if (i >= n || !std::isdigit(static_cast<unsigned char>(text[i])))
+                return false;
+            if (text[i] == '0')
+                ++i;
+            else
+                while (i < n && std::isdigit(static_cast<unsigned char>(text[i])))
+                    ++i;
+            if (i < n && text[i] == '.')
+            {
+                ++i;
+                if (i >= n || !std::isdigit(static_cast<unsigned char>(text[i])))
+                    return false;
+                while (i < n && std::isdigit(static_cast<unsigned char>(text[i])))
+                    ++i;
+            }
+            if (i < n && (text[i] == 'e' || text[i] == 'E'))
+            {
+                ++i;
+                if (i < n && (text[i] == '+' || text[i] == '-'))
+                    ++i;
+                if (i >= n || !std::isdigit(static_cast<unsigned char>(text[i])))
+                    return false;
+                while (i < n && std::isdigit(static_cast<unsigned char>(text[i])))
+                    ++i;
+            }
+            out = text.substr(b, i - b);
+            return true;
+        };
+        // Skip one value of any kind (nested ones iteratively); kind and text of a scalar.
+        auto value = [&](JsonMember &m) -> bool {
+            ws();
+            if (i >= n)
+                return false;
+            char c = text[i];
+            if (c == '"')
+            {
+                m.kind = 's';
+                return str(m.text);
+            }
+            if (c == '-' || std::isdigit(static_cast<unsigned char>(c)) || c == 'N' || c == 'I')
+            {
+                m.kind = 'n';
+                return number(m.text);
+            }
+            for (const char *word : {"true", "false", "null"})
+            {
+                const size_t len = std::char_traits<char>::length(word);
+                if (text.compare(i, len, word) == 0)
+                {
+                    m.kind = word[0] == 'n' ? 'z' : 'b';
+                    m.text = word;
+                    i += len;
+                    return true;
+                }
+            }
+            if (c != '{' && c != '[')
+                return false;
+            m.kind = c == '{' ? 'o' : 'a';
+            std::vector<char> stack; // closing brackets still expected
+            std::string scratch;
+            bool expectValue = true;
+            while (i < n)
+            {
+                ws();
+                if (i >= n)
+                    return false;
+                c = text[i];
+                if (expectValue && (c == '{' || c == '['))
+                {
+                    if (stack.size() >= 64)
+                        return false;
+                    stack.push_back(c == '{' ? '}' : ']');
+                    ++i;
+                    ws();
+                    if (i < n && text[i] == stack.back()) // empty container
+                    {
+                        ++i;
+                        stack.pop_back();
+                        expectValue = false;
+                        if (stack.empty())
+                            return true;
+                        continue;
+                    }
+                    if (stack.back() == '}')
+                    {
+                        scratch.clear();
+                        if (i >= n || text[i] != '"' || !str(scratch))
+                            return false;
+                        ws();
+                        if (i >= n || text[i++] != ':')
+                            return false;
+                    }
+                    continue;
+                }
+                if (expectValue)
+                {
+                    const size_t before = i;
+                    if (c == '"')
+                    {
+                        scratch.clear();
+                        if (!str(scratch))
+                            return false;
+                    }
+                    else if (c == '-' || std::isdigit(static_cast<unsigned char>(c)) || c == 'N' || c == 'I')
+                    {
+                        if (!number(scratch))
+                            return false;
+                    }
+                    else
+                    {
+                        bool word = false;
+                        for (const char *w : {"true", "false", "null"})
+                        {
+                            const size_t len = std::char_traits<char>::length(w);
+                            if (text.compare(i, len, w) == 0)
+                            {
+                                i += len;
+                                word = true;
+                                break;
+                            }
+                        }
+                        if (!word || i == before)
+                            return false;
+                    }
+                    expectValue = false;
+                    continue;
+                }
+                if (c == ',')
+                {
+                    ++i;
+                    expectValue = true;
+                    if (stack.back() == '}')
+                    {
+                        ws();
+                        scratch.clear();
+                        if (i >= n || text[i] != '"' || !str(scratch))
+                            return false;
+                        ws();
+                        if (i >= n || text[i++] != ':')
+                            return false;
+                    }
+                    continue;
+                }
+                if (c == stack.back())
+                {
+                    ++i;
+                    stack.pop_back();
+                    if (stack.empty())
+                        return true;
+                    continue;
+                }
+                return false;
+            }
+            return false;
+        };
+        std::map<std::string, JsonMember> members;
+        ws();
+        if (i >= n || text[i] != '{')
+            return fail("not a JSON object");
+        ++i;
+        ws();
+        if (i < n && text[i] == '}')
+        {
+            ++i;
+            ws();
+            if (i != n)
+                return fail("text after the object");
+            return members;
+        }
+        while (true)
+        {
+            ws();
+            std::string key;
+            if (i >= n || text[i] != '"' || !str(key))
+                return fail("expected a member name");
+            ws();
+            if (i >= n || text[i++] != ':')
+                return fail("expected ':'");
+            JsonMember m;
+            if (!value(m))
+                return fail("not a JSON value (or nested more than 64 deep)");
+            members[key] = m;
+            ws();
+            if (i < n && text[i] == ',')
+            {
+                ++i;
+                continue;
+            }
+            if (i < n && text[i] == '}')
+            {
+                ++i;
+                break;
+            }
+            return fail("expected ',' or '}'");
+        }
+        ws();
+        if (i != n)
+            return fail("text after the object");
+        return members;
     }
 
     static std::string Describe(const Record &r)
@@ -696,6 +1084,11 @@ private:
     std::optional<Command> Apply(const Record &r)
     {
         ++m_Stats.received;
+        if (!r.malformed.empty())
+        {
+            Reject(r, "malformed record: " + r.malformed, nullptr);
+            return std::nullopt;
+        }
         std::string missing;
         if (!r.seq)
             missing += " seq";
@@ -706,6 +1099,13 @@ private:
         if (!missing.empty())
         {
             Reject(r, "malformed record, missing" + missing, nullptr);
+            return std::nullopt;
+        }
+        std::string jsonError;
+        const auto args = ParseArgs(r.args.value_or("{}"), jsonError);
+        if (!args)
+        {
+            Reject(r, "malformed args (" + jsonError + ")", nullptr);
             return std::nullopt;
         }
         Command cmd;
@@ -740,7 +1140,7 @@ private:
 
         if (cmd.command == "set")
         {
-            return ApplySet(cmd, r);
+            return ApplySet(cmd, r, *args);
         }
         auto it = m_Callbacks.find(cmd.command);
         if (it == m_Callbacks.end())
@@ -767,7 +1167,8 @@ private:
         return cmd;
     }
 
-    std::optional<Command> ApplySet(const Command &cmd, const Record &r)
+    std::optional<Command> ApplySet(const Command &cmd, const Record &r,
+                                    const std::map<std::string, JsonMember> &args)
     {
         if (!r.set_name || !r.set_value)
         {
@@ -793,6 +1194,27 @@ private:
         if (!std::isfinite(v))
         {
             Reject(r, "set " + cmd.set_name + ": value " + val.str() + " is not a finite number",
+                   &cmd);
+            return std::nullopt;
+        }
+        // The typed fields repeat args; a record whose two disagree is not one the analytics wrote.
+        auto name = args.find("name");
+        auto value = args.find("value");
+        if (name == args.end() || name->second.kind != 's' || name->second.text != cmd.set_name)
+        {
+            Reject(r, "malformed set: args name does not match set_name '" + cmd.set_name + "'", &cmd);
+            return std::nullopt;
+        }
+        if (value == args.end() || value->second.kind != 'n')
+        {
+            Reject(r, "set " + cmd.set_name + ": args value is not a number", &cmd);
+            return std::nullopt;
+        }
+        const double fromArgs = std::strtod(value->second.text.c_str(), nullptr);
+        if (!std::isfinite(fromArgs) || !(fromArgs == cmd.set_value))
+        {
+            Reject(r, "set " + cmd.set_name + ": args value " + value->second.text.substr(0, 40) +
+                          " is not a finite number equal to set_value",
                    &cmd);
             return std::nullopt;
         }

@@ -506,6 +506,8 @@ int Run(const Args &a)
             "died and left it (remove it if so)");
         return 2;
     }
+    if (isSst)
+        std::remove((a.stream + ".end.json").c_str()); // an earlier run's end-of-stream report
 
     const int n = a.size;
     const auto [py, px] = FactorBlocks(a.blocks);
@@ -677,6 +679,8 @@ int Run(const Args &a)
                 std::this_thread::sleep_for(std::chrono::milliseconds(sleepMs));
         }
     }
+    if (isSst) // before Close: the analytics count a keep-pace writer's dropped tail exactly
+        intransit::report_end_of_stream(a.stream, written);
     engine.Close();
     if (steer)
         steer->close();
