@@ -9,7 +9,7 @@ naming the key and what would be right)::
                   variable, steps, io, timeout_s, stall_timeout_s, queue_limit
     [launch]      launcher = "local" | "slurm", max_concurrent, retries, pool_ranks, slurm_* options
     [statistics]  thresholds, quantiles
-    [output]      products, checkpoint_every
+    [output]      products, checkpoint_every, product_steps = "all" | "last"
     [faults]      inject = [{member, attempt, args}]: extra member arguments (tests, benchmarks)
 
 With ``sobol_indices`` the ``samples`` are pick-freeze groups of p + 2
@@ -76,6 +76,8 @@ class EnsembleConfig:
     quantiles: list[float] = dataclasses.field(default_factory=list)
     products: str = ""
     checkpoint_every: int = 1
+    #: "all": every statistic at every member step; "last": at the last step only (steps x fewer bytes)
+    product_steps: str = "all"
     faults: list[FaultInjection] = dataclasses.field(default_factory=list)
 
     @property
@@ -98,7 +100,7 @@ _SPEC: dict[str, dict[str, tuple[type, ...]]] = {
     "launch": {"launcher": (str,), "max_concurrent": (int,), "retries": (int,), "pool_ranks": (int,),
                "slurm_partition": (str,), "slurm_time": (str,), "slurm_account": (str,)},
     "statistics": {"thresholds": (list,), "quantiles": (list,)},
-    "output": {"products": (str,), "checkpoint_every": (int,)},
+    "output": {"products": (str,), "checkpoint_every": (int,), "product_steps": (str,)},
     "faults": {"inject": (list,)},
 }
 _PARAM_SPEC: dict[str, tuple[type, ...]] = {"name": (str,), "distribution": (str,), "low": _NUM, "high": _NUM,
@@ -187,7 +189,10 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<ensemble>") -> EnsembleCo
         quantiles=[float(v) for v in st.get("quantiles", [])],
         products=os.path.join(base, out["products"]) if out.get("products") else "",
         checkpoint_every=out.get("checkpoint_every", 1),
+        product_steps=out.get("product_steps", "all"),
     )
+    if cfg.product_steps not in ("all", "last"):
+        raise ConfigError(f"[output] product_steps must be \"all\" or \"last\", got {cfg.product_steps!r}")
     if cfg.design not in DESIGNS:
         raise ConfigError(f"[ensemble] design {cfg.design!r} unknown; give one of {', '.join(DESIGNS)}")
     if cfg.launcher not in LAUNCHERS:

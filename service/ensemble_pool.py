@@ -455,7 +455,8 @@ class Pool:
         sizes = [int(np.prod(c)) for _, c in self.layout]
         names: list[str] = []
         try:
-            for t in sorted(self.stats.steps):
+            steps = sorted(self.stats.steps)
+            for t in steps[-1:] if self.cfg.product_steps == "last" else steps:
                 fields = self.stats.steps[t].fields(self.param_names)
                 names = sorted(fields)
                 products = []
