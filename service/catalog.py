@@ -33,16 +33,20 @@ Catalogs written one scalar per step (before batching) read back the same.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import os
 import re
 import shutil
+import socket
+import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from intransit.analyzers.base import StepResult
+from intransit.service.errors import OutputPathError
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +263,162 @@ def check_catalog_path(path: str) -> None:
     if empty:
         raise CatalogError(f"catalog {path!r} is truncated: {', '.join(empty)} is empty "
                            f"(the job was killed before its first catalog step, or the copy is incomplete)")
+
+
+#: Names a BP5 directory may hold (so a folder of anything else is not replaced as if it were a catalog).
+_BP5_NAME = re.compile(r"^(md\.idx|md\.\d+|mmd\.\d+|data\.\d+|profiling\.json|\.bpversion)$")
+
+
+def check_writable(path: str, what: str) -> None:
+    """Refuse, before anything runs, an output path whose folder cannot be created or written.
+
+    The test is a real one (a temporary file made and removed in the
+    folder): permission bits say nothing for root, and a read-only file
+    system or a plain file where a folder should be only shows on writing.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) and what != "catalog" and what != "products folder":
+        raise OutputPathError(f"{what} {path!r} is a directory; give a file path (e.g. "
+                              f"{os.path.join(path, 'summary.json')!r})")
+    probe = parent
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise OutputPathError(f"{what} {path!r} cannot be written: {probe!r} is a plain file, not a directory; "
+                              f"give a path in a folder (or a new folder name)")
+    try:
+        os.makedirs(parent, exist_ok=True)
+        fd, probe_file = tempfile.mkstemp(dir=parent, prefix=".intransit-write-test-")
+        os.close(fd)
+        os.unlink(probe_file)
+    except OSError as exc:
+        raise OutputPathError(f"{what} {path!r} cannot be written: folder {parent!r} is not writable "
+                              f"({exc.strerror or exc}); give a path in a folder this job can write") from None
+
+
+def check_catalog_target(path: str) -> None:
+    """Refuse a catalog path that a job must not replace: a plain file, or a folder that is not a catalog.
+
+    A job replaces the folder at its catalog path (``shutil.rmtree``) unless
+    it resumes it, so a path naming the user's own folder would delete it.
+    """
+    check_writable(path, "catalog")
+    if os.path.isfile(path):
+        raise OutputPathError(f"catalog {path!r} is a plain file: a catalog is a BP5 folder that the job creates; "
+                              f"give a new path (e.g. {path + '.bp'!r})")
+    if os.path.isdir(path):
+        foreign = sorted(name for name in os.listdir(path) if not _BP5_NAME.match(name))
+        if foreign:
+            raise OutputPathError(
+                f"catalog {path!r} is an existing folder that is not a catalog (it holds "
+                f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}): a job replaces its catalog folder, "
+                f"which would delete them; give a new path (e.g. {os.path.join(path, 'catalog.bp')!r})")
+
+
+class CatalogLock:
+    """An exclusive ``flock`` on ``<catalog>.lock`` while a job writes the catalog; the file names the holder.
+
+    Two jobs writing one catalog would each replace or interleave the other's
+    steps; the second one to start is refused with the first one's pid.  The
+    lock goes with the process (a killed job leaves no stale lock, only the
+    file, which the next job reuses).
+    """
+
+    def __init__(self, catalog: str) -> None:
+        self.path = os.path.abspath(catalog) + ".lock"
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 256, 0).decode(errors="replace").split()
+            os.close(fd)
+            who = f"pid {holder[0]}" + (f" on {holder[1]}" if len(holder) > 1 else "") if holder else "a process"
+            raise OutputPathError(
+                f"catalog {catalog!r} is being written by another job ({who}, per {self.path}): two jobs on one "
+                f"catalog would overwrite each other's steps. Give this job another catalog path ([output] "
+                f"catalog or --catalog), or wait for that job to end") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+
+def claim_catalog(path: str, comm: Any) -> CatalogLock | None:
+    """Rank 0 locks the catalog before the stream opens; every rank raises SetupError if it could not (collective)."""
+    from intransit.service.errors import collective_ok
+
+    lock, error = None, None
+    if comm.Get_rank() == 0:
+        try:
+            check_catalog_target(path)
+            lock = CatalogLock(path)
+        except OutputPathError as exc:
+            error = str(exc)
+    collective_ok(comm, error)
+    return lock
+
+
+def replay_problem(path: str, engine: str) -> str | None:
+    """What is wrong with a BP file a job would replay (None when it looks whole), told before ADIOS2 opens it.
+
+    BP5's reader waits for files a writer may still be creating, so an empty
+    folder or a missing ``md.idx`` would make the job wait instead of answer.
+    A missing path is left to the reader, which says so.
+    """
+    if not os.path.exists(path):
+        return None
+    if not os.path.isdir(path):
+        return (f"stream {path!r} is a plain file, not a {engine} file: {engine} output is a folder holding "
+                f"{', '.join(_BP5_FILES)}; give the folder the simulation wrote")
+    missing = [name for name in _BP5_FILES if not os.path.isfile(os.path.join(path, name))]
+    if missing:
+        return (f"stream {path!r} is not a complete {engine} file: {', '.join(missing)} missing (a {engine} file is "
+                f"a folder holding {', '.join(_BP5_FILES)}; did the simulation fail before its first step, or "
+                f"was it copied in part?)")
+    empty = [name for name in ("md.idx", "md.0") if os.path.getsize(os.path.join(path, name)) == 0]
+    if (not empty and os.path.getsize(os.path.join(path, "data.0")) == 0
+            and os.path.getsize(os.path.join(path, "md.0")) > _EMPTY_MD0_BYTES and _first_step_has_cells(path)):
+        empty = ["data.0"]  # BP5 would wait for the data its metadata promises
+    if empty:
+        return (f"stream {path!r} is truncated: {', '.join(empty)} is empty (the simulation was killed before "
+                f"its first step was written, or the copy is incomplete)")
+    return None
+
+
+def _first_step_has_cells(path: str) -> bool:
+    """Whether the first step's metadata promises data (an array with cells): then an empty data.0 is a truncation.
+
+    Metadata only (md.idx, md.0), bounded waits: arrays with no cells
+    legitimately leave data.0 empty, and the job then says so itself.
+    """
+    import adios2
+    from adios2 import bindings
+
+    try:
+        io = adios2.Adios().declare_io("intransit_replay_probe")
+        io.set_engine("BP5")
+        io.set_parameter("OpenTimeoutSecs", "2")
+        engine = io.open(path, bindings.Mode.Read)
+    except Exception:  # the reader says what is wrong when the job opens it
+        return True
+    try:
+        if engine.impl.BeginStep(bindings.StepMode.Read, 2.0) != bindings.StepStatus.OK:
+            return True
+        for info in io.available_variables().values():
+            if info.get("SingleValue") == "true" or info.get("Type") == "string":
+                continue  # single values and strings live in the metadata
+            dims = [int(x) for x in info.get("Shape", "").replace(" ", "").split(",") if x]
+            if not dims or all(d > 0 for d in dims):  # (no shape: a local array, whose blocks are data)
+                return True
+        return False
+    except Exception:
+        return True
+    finally:
+        engine.close()
 
 
 def read_catalog(path: str, *, open_timeout_s: float = 5.0, step_timeout_s: float = 10.0) -> Catalog:

@@ -10,10 +10,15 @@ import logging
 import math
 import os
 import sys
-from typing import Sequence
+import traceback
+from typing import TYPE_CHECKING, Sequence
 
 from intransit.service import config as job_config
 from intransit.service.catalog import CatalogError
+from intransit.service.errors import OutputPathError
+
+if TYPE_CHECKING:
+    from intransit.service.accounting import RunSummary
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -37,17 +42,57 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--catalog", help="override [output] catalog path")
     r.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override [output] log_level")
     r.add_argument("--summary-json", help="write the run summary as JSON here (rank 0)")
+    r.add_argument("--debug", action="store_true", help="log at debug level and show the traceback of an error")
     c = sub.add_parser("report", help="summarise a catalog and export CSV")
     c.add_argument("catalog", help="catalog written by intransit run (a .bp folder)")
     c.add_argument("--csv", metavar="DIR", help="write one CSV per analyzer and steps.csv into DIR")
     c.add_argument("--timeout", type=_positive_seconds, default=120.0, metavar="SECONDS",
                    help="give up on a damaged catalog after this long (default 120)")
+    c.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
 
 
+#: Set by ``--debug``: an error is shown with its traceback.
+_DEBUG = False
+
+
 def _fail(message: str, code: int) -> int:
+    """One paragraph on stderr (with ``--debug``, the traceback of the exception being handled before it)."""
+    if _DEBUG and sys.exc_info()[0] is not None:
+        traceback.print_exc()
     sys.stderr.write(f"intransit: error: {message}\n")
     return code
+
+
+#: Replays that must be whole before ADIOS2 opens them (FileStream waits for its writer by design; SST is live).
+_REPLAY_ENGINES = ("bp5", "bp4", "bpfile")
+
+
+def _preflight(cfg: job_config.JobConfig, args: argparse.Namespace) -> None:
+    """Refuse, before any stream opens, outputs that cannot be written and replays that are not whole.
+
+    Deterministic checks, so every rank of an MPI job refuses alike: the
+    catalog's folder (and what is at the catalog path), the summary, the
+    checkpoint and products folders; a BP replay that is a plain file, an
+    empty folder or lacks md.idx/md.0 (BP5 would wait for them forever).
+    """
+    from intransit.adapters.reader import StreamError
+    from intransit.service.catalog import check_catalog_target, check_writable, replay_problem
+
+    check_catalog_target(cfg.output.catalog)
+    if args.summary_json:
+        check_writable(args.summary_json, "--summary-json summary file")
+    if cfg.output.metrics:
+        check_writable(cfg.output.metrics, "[output] metrics summary file")
+    if cfg.output.checkpoint:
+        check_writable(cfg.output.checkpoint, "[output] checkpoint")
+    if cfg.output.products:
+        check_writable(os.path.join(cfg.output.products, "x"), "products folder")
+    engine = job_config.effective_engine(cfg.stream)
+    if engine.lower() in _REPLAY_ENGINES:
+        problem = replay_problem(cfg.stream.name, engine)
+        if problem:
+            raise StreamError(problem)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,7 +114,13 @@ def _run(args: argparse.Namespace) -> int:
         cfg.stream.engine = args.engine
     if args.catalog:
         cfg.output.catalog = os.path.abspath(args.catalog)
-    level = (args.log_level or cfg.output.log_level).upper()
+    try:
+        _preflight(cfg, args)
+    except OutputPathError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
+    except StreamError as exc:
+        return _fail(str(exc), EXIT_RUNTIME)
+    level = "DEBUG" if args.debug else (args.log_level or cfg.output.log_level).upper()
     comm = world()
     rank = comm.Get_rank()
     logging.basicConfig(
@@ -100,7 +151,19 @@ def _run(args: argparse.Namespace) -> int:
         out = args.summary_json or cfg.output.metrics
         if out:
             _write_summary(out, summary)
-    return 0
+    return _every_step_failed(summary, rank)
+
+
+def _every_step_failed(summary: "RunSummary", rank: int) -> int:
+    """EXIT_RUNTIME when an analyzer failed on every step analyzed (its part of the catalog is empty), else 0."""
+    always = [name for name, n in summary.failures.items() if summary.steps_analyzed and n >= summary.steps_analyzed]
+    if not always:
+        return 0
+    if rank != 0:
+        return EXIT_RUNTIME
+    return _fail(f"analyzer(s) {', '.join(always)} failed on every one of the {summary.steps_analyzed} step(s) "
+                 f"analyzed, so nothing of theirs is in the catalog; their errors are logged above: fix what they "
+                 f"say (their params in the job file, or the variable they read) and run again", EXIT_RUNTIME)
 
 
 def _write_summary(out: str, summary: object) -> None:
@@ -114,7 +177,7 @@ def _report(args: argparse.Namespace) -> int:
 
     try:
         lines, paths = report(args.catalog, csv_dir=args.csv, timeout_s=args.timeout)
-    except (FileNotFoundError, CatalogError) as exc:
+    except (FileNotFoundError, CatalogError, OutputPathError) as exc:
         return _fail(str(exc), EXIT_RUNTIME)
     sys.stdout.write("\n".join(lines) + "\n")
     for p in paths:
@@ -127,14 +190,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from intransit.service.ensemble_cli import main as ensemble_main  # `intransit ensemble plan|run|slurm`
 
         return ensemble_main((list(sys.argv[1:]) if argv is None else list(argv))[1:])
+    global _DEBUG
     args = _parser().parse_args(argv)
-    if args.command == "run":
-        # A crash inside ADIOS2/MPI C code kills the rank with no Python error;
-        # faulthandler at least prints where in our code it happened.
-        if not faulthandler.is_enabled():
-            faulthandler.enable()
-        return _run(args)
-    return _report(args)
+    _DEBUG = bool(getattr(args, "debug", False))
+    try:
+        if args.command == "run":
+            # A crash inside ADIOS2/MPI C code kills the rank with no Python error;
+            # faulthandler at least prints where in our code it happened.
+            if not faulthandler.is_enabled():
+                faulthandler.enable()
+            return _run(args)
+        return _report(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # a case no check foresaw: one line, the traceback with --debug
+        return _fail(f"{type(exc).__name__}: {exc} (an error intransit does not explain yet: run again with "
+                     f"--debug for the traceback, and report it)", EXIT_RUNTIME)
 
 
 if __name__ == "__main__":  # pragma: no cover

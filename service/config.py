@@ -31,6 +31,8 @@ class StreamConfig:
     xml: str | None = None
     io: str = "SimulationOutput"
     engine: str | None = None
+    #: The engine the XML gives ``io`` (None without an XML or an ``<engine>``); ``engine`` overrides it.
+    xml_engine: str | None = None
     step_timeout_s: float = 60.0
     open_timeout_s: float = 30.0
     max_steps: int = 0
@@ -149,6 +151,53 @@ def _resolve(base_dir: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
 
 
+_XML_SHAPE = ('an ADIOS2 XML file has an <adios-config> root holding <io name="..."> elements, each with '
+              'an <engine type="..."/> (see xml_configs/)')
+
+
+def _check_xml_file(where: str, xml: str) -> None:
+    if os.path.isdir(xml):
+        raise ConfigError(f"{where}: xml {xml!r} is a directory; give the ADIOS2 XML file itself "
+                          f"(e.g. one of xml_configs/*.xml)")
+    if not os.path.isfile(xml):
+        raise ConfigError(f"{where}: xml file {xml!r} does not exist")
+
+
+def xml_engine(xml: str, io_name: str, *, where: str) -> str | None:
+    """The engine type the ADIOS2 XML gives ``io_name`` (None when it names none); ConfigError if it is not valid.
+
+    ADIOS2 parses the XML only when the job opens its stream, and its parse
+    errors surface there as a traceback from the ADIOS constructor; checking
+    here reports a malformed file, a wrong root or an engine intransit cannot
+    read at load time, with the file's name.  YAML configs are left to ADIOS2.
+    """
+    import xml.etree.ElementTree as ET
+
+    if xml.lower().endswith((".yaml", ".yml")):
+        return None
+    try:
+        root = ET.parse(xml).getroot()
+    except ET.ParseError as exc:
+        raise ConfigError(f"{where}: {xml!r} is not a valid ADIOS2 XML file ({exc}); {_XML_SHAPE}") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: xml file {xml!r} cannot be read ({exc.strerror or exc})") from None
+    if root.tag != "adios-config":
+        raise ConfigError(f"{where}: {xml!r} is not a valid ADIOS2 XML file: its root element is <{root.tag}>, "
+                          f"not <adios-config>; {_XML_SHAPE}")
+    for io in root.iter("io"):
+        if io.get("name") != io_name:
+            continue
+        engine = io.find("engine")
+        if engine is None:
+            return None
+        kind = engine.get("type", "")
+        if kind.lower() not in {e.lower() for e in ENGINES}:
+            raise ConfigError(f"{where}: {xml!r}: <io name=\"{io_name}\"> selects engine {kind!r}, which intransit "
+                              f"does not read; valid engines: {', '.join(ENGINES)} (ADIOS2 ignores their case)")
+        return kind
+    return None
+
+
 def _has_nan(value: Any) -> bool:
     """A nan anywhere in a parameter value (numbers, arrays, tables): it compares false with everything."""
     if isinstance(value, float):
@@ -197,6 +246,9 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
     variables = s["variables"]
     if not variables or not all(isinstance(v, str) and v for v in variables):
         raise ConfigError(f"{path} [stream]: variables must be a non-empty array of variable names, got {variables!r}")
+    if not s["name"].strip():
+        raise ConfigError(f"{path} [stream] name must be a non-empty string: the SST stream the simulation opens "
+                          f"(its contact file is <name>.sst) or the BP5 folder to replay")
     engine = s.get("engine")
     if engine is not None and engine not in _ENGINES:
         raise ConfigError(f"{path} [stream]: engine {engine!r} is not supported; valid engines: {', '.join(_ENGINES)}")
@@ -207,8 +259,10 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
     if s.get("max_steps", 0) < 0:
         raise ConfigError(f"{path} [stream]: max_steps must be >= 0 (0 = until the stream ends), got {s['max_steps']}")
     xml = _resolve(base_dir, s["xml"]) if "xml" in s else None
-    if xml is not None and not os.path.isfile(xml):
-        raise ConfigError(f"{path} [stream]: xml file {xml!r} does not exist")
+    if xml is not None:
+        _check_xml_file(f"{path} [stream]", xml)
+    io_name = s.get("io", "SimulationOutput")
+    engine_in_xml = xml_engine(xml, io_name, where=f"{path} [stream]") if xml is not None else None
     name = s["name"]
     # A name with a folder in it (an SST contact-file path or a BP5 path) is
     # relative to the job file, like every other path here; a bare name is
@@ -219,8 +273,9 @@ def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:
         name=name,
         variables=list(variables),
         xml=xml,
-        io=s.get("io", "SimulationOutput"),
+        io=io_name,
         engine=engine,
+        xml_engine=engine_in_xml,
         step_timeout_s=float(s.get("step_timeout_s", 60.0)),
         open_timeout_s=float(s.get("open_timeout_s", 30.0)),
         max_steps=int(s.get("max_steps", 0)),
@@ -296,8 +351,9 @@ def _steering(t: Any, path: str, base_dir: str, analyzers: list[AnalyzerConfig])
         raise ConfigError(f"{where}: must be a table")
     _check_table(where, t, _STEERING_KEYS, ("stream", "rules"))
     xml = _resolve(base_dir, t["xml"]) if "xml" in t else None
-    if xml is not None and not os.path.isfile(xml):
-        raise ConfigError(f"{where}: xml file {xml!r} does not exist")
+    if xml is not None:
+        _check_xml_file(where, xml)
+        xml_engine(xml, t.get("io", "Steering"), where=where)
     stream = _resolve(base_dir, t["stream"]) if "/" in t["stream"] else t["stream"]
     by_name = {a.name: a for a in analyzers}
     rules: list[Rule] = []
@@ -336,6 +392,11 @@ def _steering(t: Any, path: str, base_dir: str, analyzers: list[AnalyzerConfig])
         rules.append(Rule(name=name, analyzer=r["analyzer"], score=r["score"], op=r["op"], threshold=float(r["threshold"]),
                           command=r["command"], args=args, for_steps=int(r.get("for_steps", 1)), once=bool(r.get("once", True))))
     return SteeringConfig(stream=stream, rules=rules, xml=xml, io=t.get("io", "Steering"))
+
+
+def effective_engine(stream: StreamConfig) -> str:
+    """The engine the job will read with: ``[stream] engine`` (or ``--engine``), else the XML's, else BP5 (ADIOS2's default)."""
+    return stream.engine or stream.xml_engine or "BP5"
 
 
 def check_params(cls: type[analyzer_base.Analyzer], params: Mapping[str, Any], *, where: str) -> None:

@@ -19,6 +19,10 @@ class SetupError(RuntimeError):
     """The job could not start; the message says why."""
 
 
+class OutputPathError(ValueError):
+    """An output path (catalog, summary, metrics, checkpoint, CSV folder) cannot be written; the message says why."""
+
+
 def collective_ok(comm: Any, error: str | None) -> None:
     """Every rank learns whether any rank failed; all raise the first error (collective)."""
     errors = comm.allgather(error)

@@ -24,11 +24,13 @@ import logging
 import traceback
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from intransit.analyzers import base as analyzer_base
 from intransit.analyzers.base import Analyzer, StepContext, StepResult
 from intransit.service.comm import sum_allreduce
 from intransit.service.config import AnalyzerConfig
-from intransit.service.errors import SetupError
+from intransit.service.errors import SetupError, collective_ok
 from intransit.service.source import Fields
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,43 @@ class _Failure:
 
     rank: int
     text: str
+    #: The exception's message, for a one-line error.
+    message: str = ""
+    #: A ValueError or TypeError: the analyzer refused what it was given (see ``Pipeline.process``).
+    refusal: bool = False
+
+
+def _failure(rank: int, exc: BaseException) -> _Failure:
+    return _Failure(rank, traceback.format_exc(), str(exc), isinstance(exc, (ValueError, TypeError)))
+
+
+def _floating(fields: Fields) -> Fields:
+    """Integer (and bool) fields as float64, so no analyzer computes in a type that wraps (uint8: 3 - 5 = 254).
+
+    float64 holds every integer up to 2**53 exactly; floating fields pass untouched (no copy).
+    """
+    out: Fields = {}
+    for variable, (shape, blocks) in fields.items():
+        if not blocks or blocks[0].data.dtype.kind not in "iub":
+            out[variable] = (shape, blocks)
+            continue
+        converted = []
+        for b in blocks:
+            if b.padded is None:
+                converted.append(dataclasses.replace(b, data=b.data.astype(np.float64)))
+                continue
+            padded = b.padded.astype(np.float64)
+            own = padded[tuple(slice(lo, lo + c) for lo, c in zip(b.halo_lo, b.count))]
+            converted.append(dataclasses.replace(b, data=own, padded=padded))
+        out[variable] = (shape, converted)
+    return out
+
+
+def _cells(shape: Sequence[int]) -> int:
+    n = 1
+    for x in shape:
+        n *= int(x)
+    return n
 
 
 def build_analyzers(configs: Sequence[AnalyzerConfig]) -> list[Analyzer]:
@@ -129,11 +168,31 @@ class Pipeline:
         self.failures: dict[str, int] = {}
         #: Analyzers with a ``products`` hook (field-sized outputs: service/products.py), by name.
         self.producers = [(ac.name, a.products) for ac, a in self.entries if callable(getattr(a, "products", None))]
+        #: The next ``process`` is this job's first step: analyzers refusing the field there stop the job.
+        self._first = True
+        #: Each variable's global shape at the previous step (a change is logged).
+        self._shapes: dict[str, tuple[int, ...]] = {}
 
     def process(self, step: int, index: int, fields: Fields) -> dict[str, StepResult | None]:
-        """Run every analyzer on this step (collective); the combined results on rank 0."""
+        """Run every analyzer on this step (collective); the combined results on rank 0.
+
+        Before the analyzers, the fields are checked (``check_fields``).  At
+        the job's first step an analyzer that raises ValueError or TypeError
+        (in ``process_blocks`` on any rank, or in ``combine``) refused the
+        field it was given -- a ``periodic`` list of the wrong length, a 4-D
+        array for a 2-D/3-D detector: it would fail every step the same way,
+        so every rank raises one ``SetupError`` naming the analyzer, the
+        variable and the reason, instead of a traceback per step.  The same
+        holds at the first step after a variable changed shape.  Other
+        failures are logged and the step is skipped for that analyzer.
+        """
+        changed = self.check_fields(step, fields)
+        fields = _floating(fields)
+        first, self._first = self._first or changed, False
+        when = "the first step with this shape" if changed else "the first step of this job"
         rank, gather = self.rank, self.comm.gather
         results: dict[str, StepResult | None] = {}
+        refusal: str | None = None
         for ac, analyzer in self.entries:
             shape, blocks = fields[ac.variable]
             ctx = StepContext(
@@ -148,32 +207,97 @@ class Pipeline:
             )
             try:
                 partial: Any = analyzer.process_blocks(ctx)
-            except Exception:
-                partial = _Failure(rank, traceback.format_exc())
+            except Exception as exc:
+                partial = _failure(rank, exc)
             partials = gather(partial, root=0)
             if rank != 0:
                 continue
-            results[ac.name] = self._combine(step, ac, analyzer, partials, ctx, results)
+            result, failure = self._combine(step, ac, analyzer, partials, ctx, results, quiet=first)
+            results[ac.name] = result
+            if first and failure is not None and failure.refusal:
+                log.debug("step %d: analyzer %s refused the field:\n%s", step, ac.name, failure.text)
+                if refusal is None:
+                    dtype = blocks[0].data.dtype if blocks else "unknown"
+                    refusal = (f"analyzer {ac.name!r} (type {ac.type!r}) cannot analyze variable {ac.variable!r} "
+                               f"(global shape {tuple(shape)}, dtype {dtype}) at writer step {step}, {when}: "
+                               f"{failure.message}. It would fail every step the same way, so the job "
+                               f"stopped: fix the analyzer's params in the job file, or give it a variable it can "
+                               f"analyze")
+            elif first and failure is not None:
+                log.error("step %d: analyzer %s failed (skipped this step):\n%s", step, ac.name, failure.text)
+        if first:
+            collective_ok(self.comm, refusal if rank == 0 else None)
         return results
 
+    def check_fields(self, step: int, fields: Fields) -> bool:
+        """Refuse fields that are not data (collective: every rank raises the same ``SetupError``); True when a shape changed.
+
+        * an empty global shape (an axis of length 0): nothing to analyze;
+        * holes: the writer's blocks cover fewer cells than the global shape
+          (cells no writer wrote would be analyzed as whatever the buffer
+          held).  Counted over every rank's blocks (one ``allreduce`` per
+          step with several ranks); pieces never overlap, so the sum is the
+          covered volume.  Refused, never analyzed (docs/bad_input.md);
+        * a shape change from one step to the next is logged (the reader
+          re-plans its reads for the new shape; analyzers see it from that
+          step on).
+        """
+        covered = []
+        changed = False
+        for variable, (shape, blocks) in fields.items():
+            shape = tuple(int(x) for x in shape)
+            if _cells(shape) == 0:
+                raise SetupError(
+                    f"variable {variable!r} has global shape {shape} at writer step {step}: no cells to analyze. "
+                    f"intransit analyzes arrays with at least one cell on every axis: check the shape the "
+                    f"simulation gives define_variable (or leave {variable!r} out of [stream] variables)")
+            previous = self._shapes.get(variable)
+            changed = changed or (previous is not None and previous != shape)
+            if previous is not None and previous != shape and self.rank == 0:
+                log.warning("variable %r changed global shape from %s to %s at writer step %d: reads re-planned "
+                            "for the new shape; analyzers see it from this step on", variable, previous, shape, step)
+            self._shapes[variable] = shape
+            covered.append(float(sum(_cells(b.count) for b in blocks)))
+        if not covered:
+            return changed
+        totals = self.allreduce(np.asarray(covered)) if self.comm.Get_size() > 1 else covered
+        for (variable, (shape, _blocks)), total in zip(fields.items(), totals):
+            cells = _cells(shape)
+            if int(total) < cells:
+                raise SetupError(
+                    f"variable {variable!r} at writer step {step} has holes: the writer's blocks cover "
+                    f"{int(total)} of {cells} cells of its global shape {tuple(int(x) for x in shape)}, and the "
+                    f"cells no block holds are not data. intransit analyzes global arrays whose blocks cover "
+                    f"the shape: have every writer rank put its block each step, or define the variable with "
+                    f"the shape its blocks cover")
+        return changed
+
     def _combine(self, step: int, ac: AnalyzerConfig, analyzer: Analyzer, partials: Sequence[Any], ctx: StepContext,
-                 results: Mapping[str, StepResult | None]) -> StepResult | None:
+                 results: Mapping[str, StepResult | None], *, quiet: bool = False
+                 ) -> tuple[StepResult | None, _Failure | None]:
+        """The step's result (None when it failed) and the first failure; ``quiet``: the caller logs failures."""
         failures = [p for p in partials if isinstance(p, _Failure)]
         result: StepResult | None = None
+        failure: _Failure | None = None
         if ac.input and results.get(ac.input) is None:
             log.warning("step %d: %s skipped, its input %s failed", step, ac.name, ac.input)
         elif failures:
-            for f in failures:
-                log.error("step %d: analyzer %s failed on rank %d (skipped this step):\n%s", step, ac.name, f.rank, f.text)
+            failure = failures[0]
+            if not quiet:
+                for f in failures:
+                    log.error("step %d: analyzer %s failed on rank %d (skipped this step):\n%s", step, ac.name,
+                              f.rank, f.text)
         else:
             try:
                 result = analyzer.combine(partials, ctx)
-            except Exception:
-                log.error("step %d: analyzer %s failed in combine (skipped this step):\n%s", step, ac.name,
-                          traceback.format_exc())
+            except Exception as exc:
+                failure = _failure(0, exc)
+                if not quiet:
+                    log.error("step %d: analyzer %s failed in combine (skipped this step):\n%s", step, ac.name,
+                              failure.text)
         if result is None:
             self.failures[ac.name] = self.failures.get(ac.name, 0) + 1
-        return result
+        return result, failure
 
     def products(self, final: bool) -> list[tuple[str, Any]]:
         """This rank's shares of the products due now: ``(analyzer name, Product)`` pairs (every rank)."""

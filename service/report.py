@@ -8,7 +8,7 @@ from typing import TextIO
 
 import numpy as np
 
-from intransit.service.catalog import Catalog, read_catalog_bounded
+from intransit.service.catalog import Catalog, check_writable, read_catalog_bounded
 
 
 def summary_lines(cat: Catalog) -> list[str]:
@@ -72,7 +72,12 @@ def _write_rows(fh: TextIO, columns: list[str], rows: list[dict[str, float]]) ->
 
 
 def report(path: str, *, csv_dir: str | None = None, timeout_s: float = 120.0) -> tuple[list[str], list[str]]:
-    """Summary lines and CSV paths; every wait bounded by ``timeout_s`` (a damaged catalog raises CatalogError)."""
+    """Summary lines and CSV paths; every wait bounded by ``timeout_s`` (a damaged catalog raises CatalogError).
+
+    A ``csv_dir`` that cannot be written is refused before the catalog is read (OutputPathError).
+    """
+    if csv_dir:
+        check_writable(os.path.join(csv_dir, "steps.csv"), "--csv folder")
     cat = read_catalog_bounded(path, timeout_s)
     lines = summary_lines(cat)
     paths = write_csv(cat, csv_dir) if csv_dir else []

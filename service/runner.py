@@ -24,6 +24,7 @@ from typing import Any, Callable
 from intransit.adapters.reader import WriterLost
 from intransit.analyzers.base import StepResult
 from intransit.service.accounting import RunSummary, StepAccounting, rss_mb as _rss_mb
+from intransit.service.catalog import claim_catalog
 from intransit.service.comm import SerialComm
 from intransit.service.config import JobConfig
 from intransit.service.errors import SetupError, StepTimeout, collective_ok as _collective_ok
@@ -79,7 +80,26 @@ def run_job(
     reader_factory: ReaderFactory = default_reader,
     on_step: Callable[[int, int, dict[str, StepResult | None]], None] | None = None,
 ) -> RunSummary:
-    """Run the job to the end of the stream (or ``max_steps``); raises on timeout."""
+    """Run the job to the end of the stream (or ``max_steps``); raises on timeout.
+
+    The catalog is locked first, before the stream opens (service/catalog.py
+    ``claim_catalog``): a second job on the same catalog stops there.
+    """
+    lock = claim_catalog(cfg.output.catalog, comm)
+    try:
+        return _run_job(cfg, comm, reader_factory=reader_factory, on_step=on_step)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_job(
+    cfg: JobConfig,
+    comm: Any,
+    *,
+    reader_factory: ReaderFactory,
+    on_step: Callable[[int, int, dict[str, StepResult | None]], None] | None,
+) -> RunSummary:
     # What ADIOS2 gets: an MPI build wants the real communicator, or none at all.
     world_comm = None if isinstance(comm, SerialComm) else comm
     if comm.Get_size() == 1 and not isinstance(comm, SerialComm):
