@@ -27,7 +27,9 @@
 //    whose mtime/size already failed once is not retried), with OpenTimeoutSecs =
 //    max(1, ceil(timeoutMs / 1000)), then drains the records that have arrived with
 //    BeginStep(Read, 0) until NotReady, or until timeoutMs has passed (the rest waits for the
-//    next poll).  EndOfStream: steering is over, the simulation goes on (no reopening).
+//    next poll).  EndOfStream: this stream is over, the simulation goes on; a new stream at the
+//    same path (a restarted analytics job) is attached to, and a stream replaced under a
+//    connected client (its md.idx inode changed or shrank, checked every 500 ms) is reattached.
 //  * The Open itself runs on a helper thread: an SST writer answers a reader's
 //    registration only inside its own API calls (Open/BeginStep/EndStep/Put), so a reader's
 //    Open blocks until the analytics next write a record -- forever if they stall, or if a
@@ -58,6 +60,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -75,6 +78,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -276,9 +280,19 @@ public:
             clock::now() + std::chrono::milliseconds(std::max(m_TimeoutMs, std::max(waitMs, 0)));
         m_CurrentStep = std::max(m_CurrentStep, step);
         std::vector<Command> applied;
-        if (!m_Engine && !m_Stats.ended)
+        if (!m_Engine)
         {
-            TryOpen();
+            TryOpen(); // first attach, or a new stream after one ended (a restarted job)
+        }
+        else if (clock::now() >= m_NextReplacedCheck)
+        {
+            m_NextReplacedCheck = clock::now() + std::chrono::milliseconds(ReplacedCheckMs);
+            if (Replaced())
+            {
+                Log("the reverse stream '" + m_Stream + "' was replaced (the analytics restarted); reattaching");
+                CloseEngine();
+                TryOpen();
+            }
         }
         while (m_Engine)
         {
@@ -291,8 +305,7 @@ public:
             {
                 Log("steering stream '" + m_Stream + "' failed (" + FirstLine(e.what()) +
                     "); the simulation goes on without steering");
-                CloseEngine();
-                m_Stats.ended = true;
+                EndStream();
                 break;
             }
             if (status == adios2::StepStatus::OK)
@@ -307,8 +320,7 @@ public:
                 {
                     Log("steering: reading a record failed (" + FirstLine(e.what()) +
                         "); the simulation goes on without steering");
-                    CloseEngine();
-                    m_Stats.ended = true;
+                    EndStream();
                     break;
                 }
                 if (auto cmd = Apply(rec))
@@ -325,16 +337,14 @@ public:
             {
                 Log("steering stream '" + m_Stream +
                     "' ended (analytics finished or gone); the simulation goes on");
-                CloseEngine();
-                m_Stats.ended = true;
+                EndStream();
                 break;
             }
             if (status == adios2::StepStatus::OtherError)
             {
                 Log("steering stream '" + m_Stream +
                     "': BeginStep error; the simulation goes on without steering");
-                CloseEngine();
-                m_Stats.ended = true;
+                EndStream();
                 break;
             }
             // NotReady: nothing more has arrived yet
@@ -467,6 +477,15 @@ private:
     bool m_IsSst = false;
     int64_t m_CurrentStep = -1;
     bool m_HaveFailedContact = false;
+    /// The writer's file we read ({dev, inode, mtime for SST}) and its size when last looked at;
+    /// the identity of a stream that ended: after an end the client attaches only to a new one
+    /// (a restarted analytics job re-creates the stream).
+    std::array<int64_t, 3> m_Identity{{-1, -1, -1}};
+    int64_t m_IdentitySize = 0;
+    std::array<int64_t, 3> m_EndedIdentity{{-1, -1, -1}};
+    std::chrono::steady_clock::time_point m_NextReplacedCheck{};
+    /// How often a connected client checks whether its stream was replaced.
+    static constexpr int ReplacedCheckMs = 500;
     std::pair<int64_t, int64_t> m_FailedContact{0, 0}; // (mtime ns, size)
     std::map<std::string, CommandCallback> m_Callbacks{{"continue", [](const Command &) {}}};
     std::map<std::string, Param> m_Params;
@@ -534,6 +553,38 @@ private:
         m_IO.SetParameter("OpenTimeoutSecs", std::to_string(openSecs));
     }
 
+    std::string Contact() const { return m_IsSst ? m_Stream + ".sst" : m_Stream + "/md.idx"; }
+
+    /// {dev, inode, mtime (SST only)} and size of the writer's file; dev -1 when it is not there.
+    std::pair<std::array<int64_t, 3>, int64_t> StatIdentity() const
+    {
+        struct stat st;
+        if (::stat(Contact().c_str(), &st) != 0)
+            return {{{-1, -1, -1}}, 0};
+        const int64_t mtime =
+            m_IsSst ? static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec : 0;
+        return {{{static_cast<int64_t>(st.st_dev), static_cast<int64_t>(st.st_ino), mtime}},
+                static_cast<int64_t>(st.st_size)};
+    }
+
+    /// Whether the stream we read was removed and written anew (a restarted analytics job).
+    bool Replaced()
+    {
+        const auto [identity, size] = StatIdentity();
+        if (identity[0] < 0)
+            return false; // gone (finished, or restarting): keep reading what we have
+        const bool replaced = identity != m_Identity || (!m_IsSst && size < m_IdentitySize);
+        m_IdentitySize = size;
+        return replaced;
+    }
+
+    void EndStream()
+    {
+        m_EndedIdentity = m_Identity;
+        CloseEngine();
+        m_Stats.ended = true;
+    }
+
     void TryOpen()
     {
         if (m_Opening)
@@ -554,6 +605,10 @@ private:
         if (m_IsSst && m_HaveFailedContact && key == m_FailedContact)
         {
             return; // the same stale contact file that failed before
+        }
+        if (StatIdentity().first == m_EndedIdentity)
+        {
+            return; // the stream that already ended: wait for a new one
         }
         auto state = std::make_shared<OpenState>();
         m_Opening = state;
@@ -624,6 +679,8 @@ private:
         if (engine)
         {
             m_Engine = engine;
+            std::tie(m_Identity, m_IdentitySize) = StatIdentity();
+            m_NextReplacedCheck = std::chrono::steady_clock::now() + std::chrono::milliseconds(ReplacedCheckMs);
             m_Stats.connected = true;
             Log("connected to '" + m_Stream + "'");
             return true;

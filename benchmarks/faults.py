@@ -21,9 +21,12 @@ and prints a table to stderr and JSON on the last line of stdout: ``cases``,
 ``clear_errors``, ``tracebacks``, ``hangs``, ``silent_losses`` (bad inputs
 accepted + fault runs that lost writer steps uncounted), ``faults_survived``
 (of ``fault_cases``), ``steps_lost_uncounted``, ``rss_growth_mb``, and the
-details.  ``--quick`` (under 10 minutes on 2 cores): every bad-input case,
-the fault tests without the link cut, the analytics-rank kills and the
-two-jobs case.
+details.  ``--quick`` (under 10 minutes on 2 cores): every bad-input case; of
+the faults, the writer's (killed, stale contact file, IO missing from the
+XML, slow analyzer under keep-pace and lossless), the restart, every
+analytics rank killed, and the C++ header's record checks.  The full run
+adds the link cut (root), one rank of several killed, two jobs on one
+stream, the MPI cohort's open (.venv-mpi) and malformed records over SST.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ PY = sys.executable
 QUICK_FAULTS = [
     "tests/faults/test_writer_faults.py",
     "tests/faults/test_restart.py",
+    "tests/faults/test_analytics_faults.py::test_simulation_survives_analytics_ranks_killed[all]",
+    "tests/faults/test_cpp_steering.py",
 ]
 
 

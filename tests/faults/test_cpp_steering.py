@@ -86,3 +86,60 @@ def test_report_end_of_stream_from_cpp(bad_records, tmp_path):
     res = subprocess.run([bad_records, "unused", "report", stream, "123"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert read_end_of_stream(stream) == 123
+
+
+#: Analytics job A: writes dt = 0.1, 0.2, 0.3 (seq 1-3) on a BP5 reverse stream, then dies without closing it.
+_KILLED_WRITER = """
+import os, signal, sys, time
+from intransit.adapters.steering import SteeringWriter
+w = SteeringWriter(sys.argv[1])
+for v in (0.1, 0.2, 0.3):
+    w.write(0, "set", {"name": "dt", "value": v}); time.sleep(0.3)
+print("written", flush=True)
+time.sleep(1.5)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("first_job", ["closed", "killed"])
+def test_header_follows_a_restarted_reverse_stream(bad_records, tmp_path, first_job):
+    """Item 2 for C++ simulations: job B re-creates the reverse stream after job A ended (closed) or died
+    (killed, never closed); the header attaches to B's stream, whose seq continues after A's, and applies
+    every record of both: dt 0.1 .. 0.6, none replayed."""
+    import sys
+    import time
+
+    from intransit.adapters.steering import SteeringWriter
+
+    stream = str(tmp_path / "steer.bp")
+    follower = subprocess.Popen([bad_records, stream, "follow", "12"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        if first_job == "closed":
+            a = SteeringWriter(stream)
+            for v in (0.1, 0.2, 0.3):
+                a.write(0, "set", {"name": "dt", "value": v})
+                time.sleep(0.3)
+            time.sleep(1.0)
+            a.close()
+        else:
+            res = subprocess.run([sys.executable, "-c", _KILLED_WRITER, stream], capture_output=True, text=True,
+                                 timeout=60)
+            assert "written" in res.stdout, res.stderr[-2000:]
+        time.sleep(1.0)
+        b = SteeringWriter(stream)
+        assert b.previous_seq == 3
+        for v in (0.4, 0.5, 0.6):
+            b.write(0, "set", {"name": "dt", "value": v})
+            time.sleep(0.3)
+        out, err = follower.communicate(timeout=60)
+        b.close()
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    line = out.strip().splitlines()[-1]
+    fields = dict(kv.split("=", 1) for kv in line.split())
+    values = [float(v) for v in fields["values"].split(",") if v]
+    assert values == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], (line, err[-3000:])
+    assert fields["replayed"] == "0" and fields["rejected"] == "0", line
