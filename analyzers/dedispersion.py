@@ -244,6 +244,8 @@ class FDMT:
             self._lower.append(local)
         self.sub_rows = [int(offs[self.split][k + 1] - offs[self.split][k]) for k in range(len(self.subbands))]
         self._torch_levels: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        #: Run the device path (torch gathers) on CPU tensors too: the GPU code checked where there is none.
+        self.gather_on_cpu = False
 
     # --- compute ----------------------------------------------------------------
     def lower(self, k: int, x: torch.Tensor) -> torch.Tensor:
@@ -261,7 +263,7 @@ class FDMT:
     def _run(self, x: torch.Tensor, levels: Sequence[_Level], key) -> torch.Tensor:
         if not levels:
             return x
-        if x.device.type == "cpu":
+        if x.device.type == "cpu" and not self.gather_on_cpu:
             a = np.empty((x.shape[0] + 1, x.shape[1]), dtype=np.float32)
             a[:-1] = x.numpy()
             a[-1] = 0.0
