@@ -33,15 +33,17 @@ field's step-to-step change, relative to sqrt E), its temporal roughness
 ``R2`` (the same for the second difference: a mode that flips sign every step
 shows here first) and ``max|n|``, per step (the smallest of the last 3
 increments: growth sustained over 3 steps, which a healthy one- or two-step
-acceleration is not) and over 8 steps (slow, sustained growth), each
-normalised by its own recent scale: ``z = (u - median) / max(1.4826 MAD,
+acceleration is not) and over 8 steps (twice the smaller of its two 4-step
+halves: slow growth that does not slow down, as a healthy response to a
+parameter change does), each normalised by its own recent scale: ``z = (u - median) / max(1.4826 MAD,
 floor)`` over the last ``window`` nominal steps (refreshed every 10 steps),
 one-sided (decay is no blow-up).  The *level* of the rate of change is not
 scored, nor its growth over 8 steps: a faster but healthy pattern is a change
 point (``changepoint``), not an anomaly.
 
 * ``growth_score``: the largest z of E, max|n| (1 and 8 steps), R and R2 (per
-  step) over its threshold;
+  step) over its threshold, or the CUSUM of the per-step E / max|n| growth z
+  beyond 2 (moderate growth that goes on and on) over its own threshold;
 * ``grid_score``: the larger z of E_N (1 and 8 steps) over its threshold
   (checkerboards, ringing);
 * ``conservation_score``: ``|mean of dM over the last 16 steps| / (rms of dM on
@@ -50,7 +52,8 @@ point (``changepoint``), not an anomaly.
   for a field that does not conserve its mean it tracks the fluctuations and
   stays calibrated, but it does not stop the run: it is not in ``score``);
 * ``nonfinite``: the count of NaN/inf sampled cells;
-* ``score = max(growth_score, grid_score)``; any NaN/inf or ``max|n| >
+* ``score = max(growth_score, grid_score)`` (three calibrated raw scores: growth,
+  sustained growth, grid); any NaN/inf or ``max|n| >
   blowup_abs`` gives ``1e6`` at once.
 
 Calibration (extreme-value, peaks over threshold).  Each raw score's
@@ -61,7 +64,7 @@ would overrun) of the exceedances over the sample's 90th percentile.  The
 user states ``false_alarms_per_1000``; ``alarm`` needs ``persist`` steps in a
 row over 1 (``persist = 0``: the smallest m with ``r^(1/m) >= 1 %``, r the
 rate per step: 2 for the default 0.1 per 1000), and ``q = r / c^(m-1)`` split
-over the two stop scores, ``c`` the estimated chance that an exceedance of
+over the three stop scores, ``c`` the estimated chance that an exceedance of
 the 90th percentile is followed by another (at least ``r^(1/m)``:
 independence is never assumed better than it is).  The fit is made at the
 end of the ``warmup`` (from its second half) and redone every
@@ -99,7 +102,7 @@ SUSTAIN = 3
 #: robust-scale floors of the log increments of (E, E_N, R, max|n|) over 1 and HORIZON steps: growth below is noise
 #: over 1 and HORIZON steps, of (E, E_N, R, max|n|, R2): growth below these floors is noise
 MIN_SCALE = np.array([0.01, 0.05, 0.02, 0.01, 0.02, 0.03, 0.15, 0.06, 0.03, 0.06])
-#: growth: energy and max|n| over 1 and HORIZON steps, the rate of change R and its temporal roughness R2 over one
+#: growth: energy and max|n| over 1 and HORIZON steps, the rate of change R and its time difference R2 over one
 #: step only (over HORIZON steps a faster but steady pattern would count: that is a change point, not growth)
 GROWTH_IDX, GRID_IDX = [0, 2, 3, 4, 5, 8], [1, 6]
 #: at most this many 2x2 clusters per step (``stride = 0``)
@@ -110,10 +113,12 @@ STATS_EVERY = 10
 Q_RELIABLE = 0.01
 #: conservation: the drift is the mean of dM over this many steps
 DRIFT_STEPS = 16
-STOP_SCORES = ("growth", "grid")
+STOP_SCORES = ("growth", "sustained", "grid")
 #: a nominal step joins the calibration and the robust statistics only after this many more nominal steps
 PENDING = HORIZON + 4
-ALL_SCORES = ("growth", "grid", "conservation")
+ALL_SCORES = ("growth", "sustained", "grid", "conservation")
+#: sustained growth: CUSUM of the per-step energy / max|n| growth z beyond this reference
+CUSUM_K = 2.0
 
 
 def auto_stride(global_shape: Sequence[int], target: int = AUTO_CLUSTERS) -> int:
@@ -272,9 +277,9 @@ class AnomalyDetector(Analyzer):
     #: decomposition (``score_rtol`` states what that leaves, per score)
     decomposition_rtol = 0.0
     score_names = ("score", "alarm", "warmup", "persist", "growth_score", "grid_score", "conservation_score",
-                   "nonfinite", "max_abs", "threshold_growth", "threshold_grid", "threshold_conservation",
-                   "z_growth", "z_grid", "z_conservation", "log_energy", "log_grid_energy", "log_grid_share",
-                   "log_rate", "mass", "d_log_energy", "d_log_grid_energy", "d_log_rate", "d_log_max_abs")
+                   "nonfinite", "max_abs", "threshold_growth", "threshold_sustained", "threshold_grid",
+                   "threshold_conservation", "z_growth", "z_sustained", "z_grid", "z_conservation", "log_energy",
+                   "log_grid_energy", "log_grid_share", "log_rate", "mass", "d_log_energy", "d_log_grid_energy", "d_log_rate", "d_log_max_abs")
     #: per-score relative tolerance under another decomposition (contract suite): all exact up to rounding,
     #: except the logs of quantities that cancel to ~0 (the rate of a still field, the grid energy of a
     #: smooth one), which rounding moves in absolute terms
@@ -324,6 +329,7 @@ class AnomalyDetector(Analyzer):
         self.alarm_on = False
         self.n_alarms = 0
         self.streak = 0
+        self.cusum = 0.0
 
     # -- per rank -------------------------------------------------------
     def process_blocks(self, ctx: StepContext) -> tuple[np.ndarray, float]:
@@ -383,10 +389,10 @@ class AnomalyDetector(Analyzer):
         d = self._diagnostics(total, vmax, ctx.global_shape)
         out = {"score": 0.0, "alarm": 0.0, "warmup": 1.0, "persist": float(self.persist), "growth_score": 0.0,
                "grid_score": 0.0, "conservation_score": 0.0, "nonfinite": d["nonfinite"], "max_abs": d["vmax"],
-               "threshold_growth": self.thr["growth"], "threshold_grid": self.thr["grid"],
-               "threshold_conservation": self.thr["conservation"], "z_growth": 0.0, "z_grid": 0.0,
-               "z_conservation": 0.0, "log_energy": d["log_energy"], "log_grid_energy": d["log_grid_energy"],
-               "log_grid_share": math.log(d["share"]), "log_rate": 0.0, "mass": d["mass"], "d_log_energy": 0.0,
+               "threshold_growth": self.thr["growth"], "threshold_sustained": self.thr["sustained"],
+               "threshold_grid": self.thr["grid"], "threshold_conservation": self.thr["conservation"],
+               "z_growth": 0.0, "z_sustained": 0.0, "z_grid": 0.0, "z_conservation": 0.0,
+               "log_energy": d["log_energy"], "log_grid_energy": d["log_grid_energy"], "log_grid_share": math.log(d["share"]), "log_rate": 0.0, "mass": d["mass"], "d_log_energy": 0.0,
                "d_log_grid_energy": 0.0, "d_log_rate": 0.0, "d_log_max_abs": 0.0}
         events: list[dict[str, float]] = []
         finite = math.isfinite(d["E"]) and math.isfinite(d["mass"]) and math.isfinite(d["EN"])
@@ -407,13 +413,16 @@ class AnomalyDetector(Analyzer):
         dg = d["grid"] - prev["grid"]
         rate = math.sqrt(float(np.dot(dg, dg)) / dg.size) / math.sqrt(d["E"] + tiny)
         d["log_rate"] = math.log(rate + 1e-12)
-        d["dg"] = dg
+        d["d1"] = dg
         out["log_rate"] = d["log_rate"]
         dM = d["mass"] - prev["mass"]
         self.dM.append(dM)
-        if "dg" not in prev:
+        # the second time difference of the coarse field: a mode that flips sign every step (a time-stepping
+        # instability) grows 2x faster there than in the field, while smooth healthy evolution shrinks there.
+        # (A 4th difference, tried, warns 2 steps earlier on hw2d but fires on healthy parameter changes.)
+        if "d1" not in prev:
             return StepResult(scores=out)
-        d2 = dg - prev["dg"]  # temporal roughness: an oscillating (sign-flipping) mode shows here first
+        d2 = dg - prev["d1"]
         rough = math.sqrt(float(np.dot(d2, d2)) / d2.size) / math.sqrt(d["E"] + tiny)
         self.logs.append(np.array([d["log_energy"], d["log_grid_energy"], d["log_rate"], math.log(d["vmax"] + tiny),
                                    math.log(rough + 1e-12)]))
@@ -424,7 +433,9 @@ class AnomalyDetector(Analyzer):
         # growth over HORIZON steps (slow but sustained)
         logs = list(self.logs)
         step_growth = np.min([logs[-i] - logs[-i - 1] for i in range(1, SUSTAIN + 1)], axis=0)
-        u = np.concatenate((step_growth, logs[-1] - logs[0]))
+        half = HORIZON // 2  # over HORIZON steps: twice the smaller half, so a response that slows down (a healthy
+        slow_growth = 2.0 * np.minimum(logs[-1] - logs[-1 - half], logs[-1 - half] - logs[0])  # one) counts less
+        u = np.concatenate((step_growth, slow_growth))
         out.update(d_log_energy=float(u[0]), d_log_grid_energy=float(u[1]), d_log_rate=float(u[2]),
                    d_log_max_abs=float(u[3]))
         if self.n_seen <= self.warmup or (self.n_seen - self.warmup - 1) % STATS_EVERY == 0:
@@ -436,10 +447,13 @@ class AnomalyDetector(Analyzer):
         z = np.maximum((u - self.med) / np.maximum(1.4826 * self.mad, MIN_SCALE), 0.0)
         floor = 1e-13 * (abs(d["mass"]) + math.sqrt(d["E"]))  # rounding of a conserved mean
         drift = abs(float(np.mean(self.dM))) if len(self.dM) == DRIFT_STEPS else 0.0
-        raw = {"growth": float(z[GROWTH_IDX].max()), "grid": float(z[GRID_IDX].max()),
+        # moderate growth that goes on and on (a slowly destabilised run): Page's CUSUM of the energy growth
+        self.cusum = max(0.0, self.cusum + float(max(z[0], z[3])) - CUSUM_K)
+        raw = {"growth": float(z[GROWTH_IDX].max()), "sustained": self.cusum, "grid": float(z[GRID_IDX].max()),
                "conservation": drift / (max(self.dM_rms, floor) / math.sqrt(DRIFT_STEPS))}
         feat = int(np.argmax(z))
-        out.update(z_growth=raw["growth"], z_grid=raw["grid"], z_conservation=raw["conservation"])
+        out.update(z_growth=raw["growth"], z_sustained=raw["sustained"], z_grid=raw["grid"],
+                   z_conservation=raw["conservation"])
         if self.n_seen <= self.warmup:
             if self.n_seen > self.warmup // 2:  # the second half: the robust scales have settled
                 for k in ALL_SCORES:
@@ -458,11 +472,12 @@ class AnomalyDetector(Analyzer):
         score = max(named[k] for k in STOP_SCORES)
         self.streak = self.streak + 1 if score > 1.0 else 0
         alarm = self.streak >= self.persist
-        out.update(score=float(score), alarm=float(alarm), warmup=0.0, growth_score=named["growth"],
+        growth = max(named["growth"], named["sustained"])
+        out.update(score=float(score), alarm=float(alarm), warmup=0.0, growth_score=growth,
                    grid_score=named["grid"], conservation_score=named["conservation"])
         if alarm and not self.alarm_on:
             self.n_alarms += 1
-            events.append({"score": float(score), "growth_score": named["growth"], "grid_score": named["grid"],
+            events.append({"score": float(score), "growth_score": growth, "grid_score": named["grid"],
                            "conservation_score": named["conservation"], "max_abs": vmax, "feature": float(feat)})
         self.alarm_on = alarm
         # continued calibration on nominal steps: a step is committed once PENDING later steps stayed under
@@ -487,7 +502,7 @@ class AnomalyDetector(Analyzer):
         return StepResult(events=events, scores=out)
 
     # -- state ------------------------------------------------------------
-    _STATE_KEYS = ("n_seen", "prev", "med", "mad", "dM_rms", "thr", "alarm_on", "n_alarms", "streak")
+    _STATE_KEYS = ("n_seen", "prev", "med", "mad", "dM_rms", "thr", "alarm_on", "n_alarms", "streak", "cusum")
     _DEQUES = {"U": "window", "dM": DRIFT_STEPS, "dM_ref": "calib_size", "logs": HORIZON + 1, "pending_u": PENDING}
 
     def state_dict(self) -> dict[str, Any]:

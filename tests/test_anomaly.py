@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from intransit.analyzers.anomaly import (AnomalyDetector, auto_stride, follow_probability, gpd_pwm, local_features,
-                                         persistence_for, tail_level)
+from intransit.analyzers.anomaly import (STOP_SCORES, AnomalyDetector, auto_stride, follow_probability, gpd_pwm,
+                                         local_features, persistence_for, tail_level)
 from intransit.analyzers.base import Block, StepContext
 from intransit.analyzers.changepoint import CusumChangePoint
 
@@ -119,21 +119,24 @@ def test_tail_level_gives_the_stated_exceedance_rate(shape):
 def test_persistence_and_threshold_follow_the_stated_rate():
     assert persistence_for(1e-4) == 2 and persistence_for(1e-3) == 2 and persistence_for(1e-2) == 1
     assert persistence_for(1e-5) == 3
-    det = AnomalyDetector(warmup=10, false_alarms_per_1000=0.1)
-    assert det.persist == 2
-    rng = np.random.default_rng(3)
-    for k in det.calib:  # independent GPD scores: the fitted threshold is exceeded at the rate asked
-        det.calib[k].extend(stats.genpareto.rvs(0.1, scale=1.0, size=2000, random_state=rng).tolist())
-    det._recalibrate()
-    vals = np.array(det.calib["growth"])
-    c = follow_probability(vals, float(np.quantile(vals, 0.9)))
-    assert 0.05 < c < 0.2  # about 10 % for independent steps
-    q = 1e-4 / max(c, 1e-2) / 2  # split over the two stop scores
-    fresh = stats.genpareto.rvs(0.1, scale=1.0, size=1_000_000, random_state=rng)
-    rate = float(np.mean(fresh > det.thr["growth"]))
-    assert 0.4 * q <= rate <= 2.0 * q, (det.thr, rate, q)
-    # two steps in a row over it, for independent steps: the stated 0.1 per 1000 or fewer
-    assert rate ** 2 <= 1e-4
+    assert AnomalyDetector(warmup=10, false_alarms_per_1000=0.1).persist == 2
+    ratios = []
+    for seed in range(8):  # independent GPD scores: the fitted threshold is exceeded at the rate asked
+        rng = np.random.default_rng(seed)
+        det = AnomalyDetector(warmup=10, false_alarms_per_1000=0.1)
+        for k in det.calib:
+            det.calib[k].extend(stats.genpareto.rvs(0.1, scale=1.0, size=2000, random_state=rng).tolist())
+        det._recalibrate()
+        vals = np.array(det.calib["growth"])
+        c = follow_probability(vals, float(np.quantile(vals, 0.9)))
+        assert 0.05 < c < 0.2  # about 10 % for independent steps
+        q = 1e-4 / max(c, 1e-2) / len(STOP_SCORES)  # split over the stop scores
+        rate = float(stats.genpareto.sf(det.thr["growth"], 0.1))
+        ratios.append(rate / q)
+        assert rate ** 2 <= 1e-4  # two steps in a row over it, independent steps: at most the stated 0.1 per 1000
+    # a tail quantile near 1/n from n = 2000 samples: one fit is off by up to ~x2.5, the fits agree on average
+    assert all(0.25 < r < 4 for r in ratios), ratios
+    assert 0.6 < float(np.exp(np.mean(np.log(ratios)))) < 1.6, ratios
 
 
 # ------------------------------------------------------------------ named scores
@@ -157,6 +160,17 @@ def test_a_growing_checkerboard_raises_the_grid_scale_score_first():
     assert onset < first_grid < first_growth and alarm <= first_grid + det.persist
     amplitude_at_alarm = 1e-4 * 1.35 ** (alarm - onset)
     assert amplitude_at_alarm < 0.2  # 5 % of the field, long before it shows in max|n| (~3.6)
+
+
+def test_slow_sustained_growth_raises_the_growth_score_before_the_field_doubles():
+    onset = 150
+    fields = [_field(t) * (1.015 ** max(0, t - onset)) for t in range(230)]  # energy +3 % a step, on and on
+    det = AnomalyDetector(warmup=100)
+    res = _run(det, fields)
+    assert not any(r.scores["alarm"] for r in res[:onset])
+    alarm = next(t for t, r in enumerate(res) if r.scores["alarm"])
+    assert res[alarm].scores["growth_score"] > 1 and res[alarm].scores["grid_score"] < 1
+    assert 1.015 ** (alarm - onset) < 1.4, alarm  # amplitude up by less than 40 %
 
 
 def test_a_slow_mass_leak_raises_the_conservation_score_not_the_stop_score():
