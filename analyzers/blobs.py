@@ -1,7 +1,8 @@
 """Blob detection: threshold, label, and stitch objects cut by block boundaries.
 
-Each rank thresholds its own blocks against the *global* mean and standard
-deviation (one ``allreduce`` per step), labels them with
+Each rank thresholds its own blocks against the *global* background level
+and spread (and, by default, a seed level from the noise's roughness: a few
+collectives per step, see ``BlobDetector.noise_and_seed``), labels them with
 ``scipy.ndimage.label`` and reduces every label to a handful of additive
 features.  Only those features and the one-cell layer of labels on each block
 face travel to rank 0, never the field.  There ``combine`` pairs labels that
@@ -172,7 +173,7 @@ class BlobDetector(Analyzer):
     """Connected regions significantly above the background noise, stitched across blocks and ranks.
 
     Units: ``threshold``, ``grow_threshold`` (2.5), ``split_levels``
-    ([6, 9, 13]) and ``split_prominence`` (3) are in sigma of the background
+    ([5, 7, 10, 14]) and ``split_prominence`` (1.5) are in sigma of the background
     noise, estimated each step over all ranks.  ``threshold`` (the seed level)
     left unset adapts each step to the noise's roughness (``noise.seed_level``:
     the level where Gaussian noise as rough as the measured one makes 1e-5
@@ -217,6 +218,9 @@ class BlobDetector(Analyzer):
       level is split into them, recursively, so blobs that touch or cross
       stay separate objects as long as their peaks are resolved at some level.
       Each reported object is the largest region that holds exactly one.
+      A sub-region is significant when its peak stands max(``split_prominence``,
+      ``split_prominence_fraction`` x the level) above the separating level:
+      the relative part keeps bright objects with a noisy top in one piece.
 
     ``backend`` ``"numpy"`` (scipy.ndimage) or ``"torch"`` (labelling and
     features as torch tensor ops on ``device``: ``"auto"`` = CUDA when
