@@ -406,7 +406,7 @@ class BlobTracker(Analyzer):
                     parent_det = (ti, pd)
                     break
             if parent_det is None:
-                det_track[d] = self._birth(_wrap(det_pos[d], lengths), ctx)
+                det_track[d] = self._birth(det_wrapped[d], ctx)
                 if self.confirm_peak is not None and float(dets[d].get("peak", 0.0)) >= self.confirm_peak:
                     det_track[d]["confirm"] = True  # significant enough to be its own confirmation
                 born_with.add(d)
@@ -417,7 +417,7 @@ class BlobTracker(Analyzer):
             ended_ids.add(parent["track_id"])
             splits += 1
             for dd in (pd, d):
-                child = self._birth(_wrap(det_pos[dd], lengths), ctx, parents=(parent,))
+                child = self._birth(det_wrapped[dd], ctx, parents=(parent,))
                 if dd == pd:
                     child["vel"] = list(parent["vel"])
                 det_track[dd] = child
@@ -436,10 +436,12 @@ class BlobTracker(Analyzer):
             if len(free):
                 dp, jp = _nearest(pred[free], occ_pos, self.merge_distance, lengths, ndim)
                 dl, jl = _nearest(last[free], occ_pos, self.merge_distance, lengths, ndim)
-                for k, ti in enumerate(free.tolist()):
-                    dk, jk = (dp[k], jp[k]) if dp[k] <= dl[k] else (dl[k], jl[k])
-                    if np.isfinite(dk):
-                        near[ti] = (float(dk), occ_items[int(jk)][0])
+                use_p = dp <= dl
+                dk, jk = np.where(use_p, dp, dl), np.where(use_p, jp, jl)
+                ok = np.isfinite(dk)
+                occ_ids = [tid for tid, _ in occ_items]
+                for ti, dist, j in zip(free[ok].tolist(), dk[ok].tolist(), jk[ok].tolist()):
+                    near[ti] = (dist, occ_ids[j])
         for ti, t in enumerate(list(self._live)):
             if t["track_id"] in ended_ids:
                 continue
@@ -468,7 +470,7 @@ class BlobTracker(Analyzer):
                     ti, d = occluders[occ]
                     host = self._live[ti]
                     ended_ids.add(host["track_id"])
-                    child = self._birth(_wrap(det_pos[d], lengths), ctx, parents=(host, t))
+                    child = self._birth(det_wrapped[d], ctx, parents=(host, t))
                     child["vel"] = list(host["vel"])
                     det_track[d] = child
                     born_with.add(d)
