@@ -55,26 +55,40 @@ def main() -> int:
     truth = os.path.join(out, "truth.csv")
     job = os.path.join(HERE, "demo_job.toml")
 
-    print(f"analytics: mpiexec -n 2 intransit run {os.path.relpath(job, ROOT)}   (log: out/demo/analytics.log)")
-    analytics = _start([os.path.join(BIN, "mpiexec"), "-n", "2", os.path.join(BIN, "intransit"), "run", job],
-                       os.path.join(out, "analytics.log"))
-    time.sleep(0.3)
+    # The simulation first: its lossless writer waits at Open for the two analytics ranks, which
+    # start once its contact file is there, so however long its turbulence warm-up takes on a
+    # loaded machine, the analytics' open timeout is not spent waiting for it.
     sim_cmd = [sys.executable, os.path.join(HERE, "blob_sim.py"), "--xml", os.path.join(HERE, "demo_sim_sst.xml"),
                "--stream", stream, "--size", str(args.size), "--steps", str(args.steps), "--blobs", str(args.blobs),
                "--blocks", str(args.blocks), "--seed", str(args.seed), "--truth", truth]
     print(f"simulation: {args.size}x{args.size}, {args.steps} steps, {args.blobs} blobs, {args.blocks} blocks over SST"
           "   (log: out/demo/sim.log)", flush=True)
     sim = _start(sim_cmd, os.path.join(out, "sim.log"))
+    analytics = None
     t0 = time.time()
     try:
-        rc_sim = sim.wait(timeout=args.timeout)
+        while not os.path.exists(stream + ".sst") and sim.poll() is None and time.time() - t0 < args.timeout:
+            time.sleep(0.1)
+        print(f"analytics: mpiexec -n 2 intransit run {os.path.relpath(job, ROOT)}   (log: out/demo/analytics.log)",
+              flush=True)
+        analytics = _start([os.path.join(BIN, "mpiexec"), "-n", "2", os.path.join(BIN, "intransit"), "run", job],
+                           os.path.join(out, "analytics.log"))
+        # Whichever ends first: analytics that fail leave the simulation waiting for them: stop it.
+        while sim.poll() is None and analytics.poll() is None:
+            if time.time() - t0 > args.timeout:
+                raise subprocess.TimeoutExpired(sim_cmd, args.timeout)
+            time.sleep(0.1)
+        if analytics.poll() not in (None, 0):
+            _stop(sim)
+        rc_sim = sim.wait(timeout=max(10.0, args.timeout - (time.time() - t0)))
         rc_an = analytics.wait(timeout=max(10.0, args.timeout - (time.time() - t0)))
     except subprocess.TimeoutExpired:
         print(f"demo: timed out after {args.timeout} s; see out/demo/*.log", file=sys.stderr)
         return 1
     finally:
         _stop(sim)
-        _stop(analytics)
+        if analytics is not None:
+            _stop(analytics)
     elapsed = time.time() - t0
     if rc_sim or rc_an:
         for name in ("sim.log", "analytics.log"):
