@@ -123,18 +123,24 @@ class StepAccounting:
         self.last_step = step
         self.index += 1
 
-    def stream_ended(self, writer_steps: int | None) -> None:
+    def stream_ended(self, writer_steps: int | None, *, live: bool = True) -> None:
         """The stream ended: account for the writer steps after the last one received (keep-pace tail).
 
         A Discard writer drops steps the readers cannot take; those after the
         last step we received leave no gap for ``dropped_before`` to see.  With
         the writer's own count they are counted as dropped; without it the
-        summary says the tail is unknown and after which writer step.
+        summary says the tail is unknown and after which writer step.  A
+        replayed file (``live`` False) holds every step it has: nothing after
+        its last one was dropped.
         """
         s = self.summary
         s.writer_steps = writer_steps
         last = self.last_step
         seen = f"writer step {last}" if last is not None else "the start of the stream"
+        if writer_steps is None and not live:
+            s.steps_dropped_at_end = 0
+            s.stream_end = f"replay ended after {seen}: a file holds every step written to it, none dropped after it"
+            return
         if writer_steps is None:
             s.steps_dropped_at_end = None
             s.stream_end = (f"stream ended after {seen}; the writer did not report how many steps it published, "

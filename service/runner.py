@@ -126,7 +126,7 @@ def _run_job(
             step = source.next_step(acc.last_step)
             if step is None:
                 acc.loop_ended("end of stream")
-                acc.stream_ended(source.writer_steps() if rank == 0 else None)
+                acc.stream_ended(source.writer_steps() if rank == 0 else None, live=source.live)
                 break
             t_wait = time.perf_counter()
             dropped = acc.dropped_before(step)

@@ -126,6 +126,8 @@ class StreamSource:
         self.steps_seen = 0
         #: The writer vanished or stalled past the step timeout (``next_step`` raised).
         self.writer_gone = False
+        #: A live SST stream (a writer may drop steps we never see), not a replayed file.
+        self.live = str(getattr(reader, "engine_type", "")).upper() == "SST"
 
     def idle_work(self, on_idle: Callable[[], None] | None) -> None:
         """Run ``on_idle`` (a sink's deferred write) while no step is ready (with ``split`` waits)."""
