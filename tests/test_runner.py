@@ -186,3 +186,54 @@ def test_per_rank_state_is_checkpointed_and_restored(tmp_path):
     run(cfg, [field_step(s, (s, s)) for s in range(3, 5)])
     cat = read_catalog(str(tmp_path / "c.bp"))
     assert [r["count/scores/seen"] for r in cat.steps] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+# --- the end of the stream: every writer step accounted for (issue 13 item 3) ---------------------------
+
+
+def _accounting_after(steps: Sequence[int]):
+    from intransit.service.accounting import RunSummary, StepAccounting
+
+    acc = StepAccounting(RunSummary(), stream="s", max_steps=0, rank=1)
+    for step in steps:
+        acc.done(step, acc.dropped_before(step), 0.0, 0.0)
+    return acc
+
+
+def test_reported_tail_is_counted_as_dropped():
+    acc = _accounting_after([0, 3, 7])  # 5 dropped in the gaps
+    acc.stream_ended(12)  # steps 8..11 never reached us
+    s = acc.summary
+    assert s.steps_dropped == 5 + 4 and s.steps_dropped_at_end == 4 and s.writer_steps == 12
+    assert "4 dropped after writer step 7" in s.stream_end
+
+
+def test_unreported_tail_of_a_live_stream_is_said_not_guessed():
+    acc = _accounting_after([0, 1, 5])
+    acc.stream_ended(None)
+    s = acc.summary
+    assert s.steps_dropped == 3 and s.steps_dropped_at_end is None
+    assert "after writer step 5" in s.stream_end and "cannot be counted" in s.stream_end
+
+
+def test_replayed_file_has_no_tail_and_a_wrong_report_adds_nothing():
+    acc = _accounting_after([0, 1])
+    acc.stream_ended(None, live=False)
+    assert acc.summary.steps_dropped_at_end == 0 and "replay ended" in acc.summary.stream_end
+    acc = _accounting_after([0, 1, 2])
+    acc.stream_ended(2)
+    assert acc.summary.steps_dropped == 0 and "fewer than the steps received" in acc.summary.stream_end
+
+
+def test_a_replay_run_says_its_end_and_a_stall_keeps_the_summary(tmp_path):
+    """End to end on the in-memory reader: a finished replay has no unknown tail; a stall raises StepTimeout
+    carrying the summary (the CLI writes it) with what was analyzed."""
+    from intransit.service.errors import StepTimeout
+
+    summary = run(make_cfg(tmp_path), [field_step(i, (2, 2)) for i in range(3)])
+    assert summary.steps_dropped_at_end == 0 and "replay ended after writer step 2" in summary.stream_end
+    with pytest.raises(StepTimeout) as err:
+        run(make_cfg(tmp_path / "b"), [field_step(0, (2, 2)), field_step(1, (2, 2)), None])
+    stalled = err.value.summary
+    assert stalled.steps_analyzed == 2 and stalled.last_step == 1
+    assert "stalled" in stalled.stream_end and stalled.steps_dropped_at_end is None
