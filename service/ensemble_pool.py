@@ -26,7 +26,9 @@ Checkpoint (``<workdir>/ckpt``): every rank its statistics in
 discarded attempts); a restarted pool loads the manifest's version, and the
 launcher skips the merged groups, so nothing is counted twice.  At the end
 every rank writes its share of every statistic and step as products
-(service/products.py), and rank 0 ``pool_summary.json``.
+(service/products.py), rank 0 ``pool_summary.json``, and the checkpoint
+is removed (the products are the result; a ``--resume`` after a completed
+run starts afresh).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -141,6 +144,7 @@ class Pool:
         self.since_ckpt = 0
         self.bytes_read = 0
         self.steps_read = 0
+        self.ckpt_bytes = 0
         self.ingest_s = 0.0  # time spent reading member steps and applying them (per rank)
         self.rss_start = rss_mb()
         self.rss_peak = self.rss_start
@@ -151,6 +155,7 @@ class Pool:
         self.ends: dict[mem.MemberAttempt, list[int]] = {}
         self.kills_sent: set[mem.MemberAttempt] = set()
         self.resolved: set[Attempt] = set()
+        self.exited_at: dict[Attempt, float] = {}  # when every member of the attempt had exited 0
         if resume:
             self._restore()
         self._probe: Any = None
@@ -292,8 +297,8 @@ class Pool:
                         self.layout, self.global_shape = layout, tuple(int(v) for v in _shape)
                     elif layout != self.layout:
                         m.ended = True
-                        self.events.append(("error", (m.who.member, m.who.attempt,
-                                                      f"its blocks {layout} differ from the other members' {self.layout}")))
+                        why = f"its blocks {layout} differ from the other members' {self.layout}"
+                        self.events.append(("error", (m.who.member, m.who.attempt, why)))
                         break
                     self._hold(ga, m.row, int(t), data)
                     self.ingest_s += time.perf_counter() - t_step
@@ -371,9 +376,12 @@ class Pool:
                 continue
             counts = [self.ends.get(w, []) for w in whos]
             if not all(len(c) == self.size for c in counts):
-                if all(w in self.announced for w in whos):
+                exited = self.exited_at.setdefault(key, now)
+                if all(w in self.announced for w in whos) and now - exited < cfg.stall_timeout_s:
                     continue  # every member exited 0: their ends are on the way
-                decisions["discard"].append((group, attempt, "a member exited 0 without a stream"))
+                why = ("a member exited 0 without a stream" if not all(w in self.announced for w in whos) else
+                       f"every member exited 0 but some rank saw no end of stream within {cfg.stall_timeout_s:g} s")
+                decisions["discard"].append((group, attempt, why))
                 self.resolved.add(key)
                 continue
             if all(n == cfg.steps for c in counts for n in c):
@@ -444,6 +452,13 @@ class Pool:
         if self.since_ckpt:
             self._save()
         written = self._write_products()
+        # The products are the result now: the checkpoint (about their size again) has served; its size is kept.
+        folder = ckpt_dir(self.cfg)
+        self.ckpt_bytes = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) \
+            if os.path.isdir(folder) else 0
+        self.comm.gather(True, root=0)
+        if self.rank == 0:
+            shutil.rmtree(folder, ignore_errors=True)
         return self._summary(written)
 
     def _write_products(self) -> list[str]:
@@ -480,7 +495,8 @@ class Pool:
                     ok = np.isfinite(v)
                     sums.setdefault(name, {})[t] = (float(v[ok].sum()), int(ok.sum()))
         local = {"sums": sums, "rss_start": self.rss_start, "rss_end": rss_mb(), "rss_peak": self.rss_peak,
-                 "rss_trace": self.rss_trace, "bytes_read": self.bytes_read, "steps_read": self.steps_read, "ingest_s": self.ingest_s}
+                 "rss_trace": self.rss_trace, "bytes_read": self.bytes_read, "steps_read": self.steps_read,
+                 "ingest_s": self.ingest_s}
         every = self.comm.gather(local, root=0)
         if self.rank != 0:
             return {}
@@ -502,6 +518,7 @@ class Pool:
             "ingest_s_per_member_step": max(r["ingest_s"] / max(r["steps_read"], 1) for r in every),
             "wall_s": time.monotonic() - self.t_start, "products": self.cfg.product_folder(),
             "statistics": names, "field_means": field_means, "checkpoint_version": self.ckpt_version,
+            "checkpoint_bytes_at_end": self.ckpt_bytes,
         }
 
 

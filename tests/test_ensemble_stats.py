@@ -115,6 +115,16 @@ def test_quantiles_close_to_numpy_with_stated_error():
         assert err.max() < 6 * se, (a, err.max() / se)
 
 
+def test_quantiles_stay_within_the_members_range_with_few_members():
+    rng = np.random.default_rng(8)
+    x = rng.standard_t(2, size=(12, 40, 40))  # heavy tails, few members: large early steps
+    s = StepStats((40, 40), levels=(0.1, 0.5, 0.9))
+    for row in x:
+        s.add_member(row)
+    est = s.quantiles.estimate()
+    assert np.all(est >= x.min(0)[None]) and np.all(est <= x.max(0)[None])
+
+
 def test_quantile_levels_validated():
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         Quantiles((3,), [0.5, 1.0])

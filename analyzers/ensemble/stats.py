@@ -34,7 +34,7 @@ class StepStats:
         sigma = np.sqrt(self.moments.variance()) if self.moments.n > 1 else None
         self.moments.add(x)
         if self.quantiles is not None:
-            self.quantiles.add(x, sigma)
+            self.quantiles.add(x, sigma, self.moments.min, self.moments.max)
 
     def add_group(self, group: np.ndarray) -> None:
         """A pick-freeze group, shape (p + 2, *shape): every row is a member, the group one Sobol sample."""
