@@ -107,15 +107,39 @@ AN=("$MPIEXEC" -n "$M" "$INTRANSIT" run "$OUT/job.toml")
 [[ $M == 1 ]] && AN=("$INTRANSIT" run "$OUT/job.toml")
 
 echo "ADIOS2 with MPI: $HAS_MPI; analytics: $mode; DataTransport=$TRANSPORT"
-echo "analytics:  ${AN[*]}   (log $OUT/analytics.log)"
-"${AN[@]}" > "$OUT/analytics.log" 2>&1 &
-an_pid=$!
+sim_pid= an_pid=
+trap 'kill $sim_pid $an_pid 2>/dev/null || true; rm -f "$STREAM.sst"' INT TERM
+start_analytics() {
+    echo "analytics:  ${AN[*]}   (log $OUT/analytics.log)"
+    "${AN[@]}" > "$OUT/analytics.log" 2>&1 &
+    an_pid=$!
+}
+# Keep-pace: the simulation does not wait for readers, so the analytics go first. Lossless:
+# the simulation goes first and the analytics start once its contact file is there (its
+# Open then waits for them): however long its start-up takes (the turbulence warm-up can
+# take minutes on a loaded machine), the analytics' open timeout is not spent waiting for it.
+[[ $POLICY == Discard ]] && start_analytics
 echo "simulation: ${SIM[*]}   (log $OUT/sim.log)"
 "${SIM[@]}" > "$OUT/sim.log" 2>&1 &
 sim_pid=$!
-trap 'kill $sim_pid $an_pid 2>/dev/null || true; rm -f "$STREAM.sst"' INT TERM
-rc_sim=0; wait $sim_pid || rc_sim=$?
-rc_an=0; wait $an_pid || rc_an=$?
+if [[ -z $an_pid ]]; then
+    while [[ ! -e $STREAM.sst ]] && kill -0 "$sim_pid" 2>/dev/null; do sleep 0.2; done
+    start_analytics
+fi
+# Whichever ends first: analytics that fail leave a lossless simulation nobody reads: stop it.
+while kill -0 "$sim_pid" 2>/dev/null && kill -0 "$an_pid" 2>/dev/null; do sleep 0.5; done
+rc_an=0 an_done=0
+if ! kill -0 "$an_pid" 2>/dev/null; then
+    wait "$an_pid" || rc_an=$?
+    an_done=1
+    if [[ $rc_an != 0 ]] && kill -0 "$sim_pid" 2>/dev/null; then
+        echo "analytics failed (exit $rc_an): stopping the simulation" >&2
+        kill "$sim_pid" 2>/dev/null || true
+    fi
+fi
+rc_sim=0; wait "$sim_pid" || rc_sim=$?
+[[ $an_done == 1 ]] || wait "$an_pid" || rc_an=$?
+rm -f "$STREAM.sst"
 echo "simulation exit $rc_sim, analytics exit $rc_an"
-[[ $rc_sim == 0 && $rc_an == 0 ]] || { tail -20 "$OUT/sim.log" "$OUT/analytics.log" >&2; exit 1; }
+[[ $rc_sim == 0 && $rc_an == 0 ]] || { tail -n 20 "$OUT/sim.log" "$OUT/analytics.log" >&2; exit 1; }
 "$INTRANSIT" report "$OUT/catalog.bp" | tail -5 || true
