@@ -290,11 +290,9 @@ class BlobTracker(Analyzer):
         n_t, n_d = len(self._live), len(dets)
         ndim = max(1, min(MAX_NDIM, len(ctx.global_shape)))
         matched: dict[int, int] = {}  # detection index -> live track index
-        pred = self._predict_all(ctx.step, lengths)
+        pred, last, vel_all = self._kinematics(ctx.step, lengths)
         spacing = self._spacing(det_pos, lengths, ndim)
         gate = self._gate_from(spacing, self.spacing_gate)
-        last = (np.array([t["pos"] for t in self._live], dtype=np.float64).reshape(-1, MAX_NDIM)
-                if n_t else np.zeros((0, MAX_NDIM)))
         if n_t and n_d:
             # Candidate pairs from a k-d tree (periodic boxes) around two centres per track, the
             # prediction, or the last position where the prediction gated nothing, then the optimal assignment per
@@ -334,9 +332,8 @@ class BlobTracker(Analyzer):
                 slow = np.zeros(len(free), dtype=bool)
                 if self.coast_speed > 0 and len(free):
                     # Not passing the other (relative speed < coast_speed): merged into it, or lost.
-                    vel = np.array([t["vel"] for t in self._live], dtype=np.float64)
                     host = np.array([matched[d] for d in host_det.tolist()], dtype=np.int64)
-                    slow = np.sqrt(((vel[free] - vel[host]) ** 2).sum(axis=1)) < self.coast_speed
+                    slow = np.sqrt(((vel_all[free] - vel_all[host]) ** 2).sum(axis=1)) < self.coast_speed
                 for ti, d, r in zip(free.tolist(), host_det.tolist(), slow.tolist()):
                     (resting if r else occluded)[ti] = int(d)
         shared = set(occluded.values()) | set(resting.values())  # hosts keep their velocity
@@ -608,12 +605,17 @@ class BlobTracker(Analyzer):
 
     def _predict_all(self, step: int, lengths: np.ndarray) -> np.ndarray:
         """``_predict`` for every live track at once (n x 3)."""
+        return self._kinematics(step, lengths)[0]
+
+    def _kinematics(self, step: int, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(predictions, last positions, velocities) of every live track (each n x 3), in one pass."""
         if not self._live:
-            return np.zeros((0, MAX_NDIM))
+            e = np.zeros((0, MAX_NDIM))
+            return e, e, e
         pos = np.array([t["pos"] for t in self._live], dtype=np.float64)
         vel = np.array([t["vel"] for t in self._live], dtype=np.float64)
         dt = np.array([step - t["last_step"] for t in self._live], dtype=np.float64)
-        return _wrap(pos + vel * dt[:, None], lengths)
+        return _wrap(pos + vel * dt[:, None], lengths), pos, vel
 
     def _update_all(self, matched: Mapping[int, int], det_wrapped: np.ndarray, ctx: StepContext,
                     lengths: np.ndarray, shared: set[int], pred: np.ndarray, gate: float) -> None:
