@@ -221,6 +221,8 @@ class BlobDetector(Analyzer):
       A sub-region is significant when its peak stands max(``split_prominence``,
       ``split_prominence_fraction`` x the level) above the separating level:
       the relative part keeps bright objects with a noisy top in one piece.
+      Defaults 1.5 and 0.35; a ``split_prominence`` given alone means exactly
+      that many sigma (fraction 0), as before the fraction existed.
 
     ``backend`` ``"numpy"`` (scipy.ndimage) or ``"torch"`` (labelling and
     features as torch tensor ops on ``device``: ``"auto"`` = CUDA when
@@ -243,7 +245,7 @@ class BlobDetector(Analyzer):
         grow_threshold: float | None = None,
         split_levels: list[float] | None = None,
         split_prominence: float | None = None,
-        split_prominence_fraction: float = DEFAULT_SPLIT_PROMINENCE_FRACTION,
+        split_prominence_fraction: float | None = None,
         peak_fraction: float | None = 0.35,
         backend: str = "numpy",
         device: str = "auto",
@@ -285,6 +287,10 @@ class BlobDetector(Analyzer):
                 f"grow_threshold must be a finite number in (0, threshold={threshold}] or None; got {grow_threshold!r}"
             )
         split = [v for v in DEFAULT_SPLIT_LEVELS if v > grow_threshold] if split_levels is None else split_levels
+        if split_prominence_fraction is None:
+            # The relative part belongs to the default rule: a split_prominence given explicitly
+            # (a tuned set) means exactly that many sigma, as it always did.
+            split_prominence_fraction = DEFAULT_SPLIT_PROMINENCE_FRACTION if split_prominence is None else 0.0
         if split_prominence is None:
             split_prominence = DEFAULT_SPLIT_PROMINENCE
         if (isinstance(split, (str, bytes)) or not hasattr(split, "__iter__")

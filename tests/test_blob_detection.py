@@ -507,3 +507,7 @@ def test_split_prominence_fraction_keeps_a_bright_blob_whole():
         got = tuple(len(run_ranks({"threshold": 4.0, "split_prominence_fraction": frac, "periodic": [True, True]},
                                   f.shape, [cut(f, (1, 1))]).events) for frac in (0.0, 0.35))
         assert got == want, (sep, got)
+    # The fraction is part of the default rule only: an explicit split_prominence means just that.
+    assert _BlobDetector().split_prominence_fraction == 0.35
+    assert _BlobDetector(split_prominence=0.5).split_prominence_fraction == 0.0
+    assert _BlobDetector(split_prominence=0.5, split_prominence_fraction=0.2).split_prominence_fraction == 0.2

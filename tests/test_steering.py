@@ -68,7 +68,7 @@ def with_rule(**rule):
     ({"op": "=~"}, "op '=~' is not valid; valid: > >= < <= == !="),
     ({"command": "explode"}, "command 'explode' is not valid; valid: stop, checkpoint, set, trigger"),
     ({"analyzer": "tracks"}, "analyzer 'tracks' is not in the pipeline; analyzers: blobs"),
-    ({"score": "n_blobs"}, "has no score 'n_blobs'; its scores: n_objects, mean, std, n_events"),
+    ({"score": "n_blobs"}, "has no score 'n_blobs'; its scores: n_objects, mean, std, threshold, n_events"),
     ({"command": "set", "args": {"name": "dt"}}, "command 'set' needs args = { name = \"<parameter>\", value = <number> }"),
     ({"threshold": "3"}, "threshold must be an integer or a number, got str"),
     ({"op": None}, "missing required key 'op'"),
