@@ -172,6 +172,8 @@ class Pipeline:
         self._first = True
         #: Each variable's global shape at the previous step (a change is logged).
         self._shapes: dict[str, tuple[int, ...]] = {}
+        #: (analyzer, error message) -> the step whose log holds its traceback (repeats get one line).
+        self._logged: dict[tuple[str, str], int] = {}
 
     def process(self, step: int, index: int, fields: Fields) -> dict[str, StepResult | None]:
         """Run every analyzer on this step (collective); the combined results on rank 0.
@@ -224,7 +226,7 @@ class Pipeline:
                                f"stopped: fix the analyzer's params in the job file, or give it a variable it can "
                                f"analyze")
             elif first and failure is not None:
-                log.error("step %d: analyzer %s failed (skipped this step):\n%s", step, ac.name, failure.text)
+                self._log_failure(step, ac.name, failure, f"on rank {failure.rank}")
         if first:
             collective_ok(self.comm, refusal if rank == 0 else None)
         return results
@@ -285,19 +287,26 @@ class Pipeline:
             failure = failures[0]
             if not quiet:
                 for f in failures:
-                    log.error("step %d: analyzer %s failed on rank %d (skipped this step):\n%s", step, ac.name,
-                              f.rank, f.text)
+                    self._log_failure(step, ac.name, f, f"on rank {f.rank}")
         else:
             try:
                 result = analyzer.combine(partials, ctx)
             except Exception as exc:
                 failure = _failure(0, exc)
                 if not quiet:
-                    log.error("step %d: analyzer %s failed in combine (skipped this step):\n%s", step, ac.name,
-                              failure.text)
+                    self._log_failure(step, ac.name, failure, "in combine")
         if result is None:
             self.failures[ac.name] = self.failures.get(ac.name, 0) + 1
         return result, failure
+
+    def _log_failure(self, step: int, name: str, failure: _Failure, where: str) -> None:
+        """The traceback the first time an analyzer fails with a message; one line for each repeat."""
+        first = self._logged.setdefault((name, failure.message), step)
+        if first == step:
+            log.error("step %d: analyzer %s failed %s (skipped this step):\n%s", step, name, where, failure.text)
+        else:
+            log.error("step %d: analyzer %s failed %s (skipped this step): %s (same error as step %d, traceback "
+                      "logged there)", step, name, where, failure.message, first)
 
     def products(self, final: bool) -> list[tuple[str, Any]]:
         """This rank's shares of the products due now: ``(analyzer name, Product)`` pairs (every rank)."""

@@ -128,9 +128,11 @@ def test_lock_released_after_each_run_in_one_process(tmp_path):
         assert summary.steps_analyzed == 3
 
 
-def test_every_step_failed_exits_non_zero(tmp_path):
+def test_every_step_failed_exits_non_zero(tmp_path, caplog):
     """An analyzer that fails every step (not a refusal at the first: a RuntimeError) leaves nothing in
-    the catalog: the run's exit status says so."""
+    the catalog: the run's exit status says so.  Its traceback is logged once, each repeat in one line."""
+    import logging
+
     from intransit.adapters.reader import MemoryStepReader
     from intransit.analyzers import base
     from intransit.service import cli
@@ -151,8 +153,11 @@ def test_every_step_failed_exits_non_zero(tmp_path):
                          "analyzers": [{"type": "bad_input_always_fails", "name": "fails"}, {"type": "noop"}],
                          "output": {"catalog": str(tmp_path / "c.bp")}})
         steps = [(s, {"density": ((4, 4), [((0, 0), np.ones((4, 4)))])}) for s in range(4)]
-        summary = run_job(cfg, SerialComm(), reader_factory=lambda *a: MemoryStepReader(steps))
+        with caplog.at_level(logging.ERROR):
+            summary = run_job(cfg, SerialComm(), reader_factory=lambda *a: MemoryStepReader(steps))
         assert summary.steps_analyzed == 4 and summary.failures == {"fails": 4}
+        assert caplog.text.count("Traceback (most recent call last)") == 1, caplog.text
+        assert caplog.text.count("disk on fire (same error as step 0, traceback logged there)") == 3, caplog.text
         assert cli._every_step_failed(summary, 0) == cli.EXIT_RUNTIME
         summary.failures = {"fails": 3}
         assert cli._every_step_failed(summary, 0) == 0
