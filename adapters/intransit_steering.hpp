@@ -29,7 +29,8 @@
 //    BeginStep(Read, 0) until NotReady, or until timeoutMs has passed (the rest waits for the
 //    next poll).  EndOfStream: this stream is over, the simulation goes on; a new stream at the
 //    same path (a restarted analytics job) is attached to, and a stream replaced under a
-//    connected client (its md.idx inode changed or shrank, checked every 500 ms) is reattached.
+//    connected client (its md.idx deleted -- Linux /proc/self/fd --, of another inode, or
+//    shrunk; checked every 500 ms) is reattached.
 //  * The Open itself runs on a helper thread: an SST writer answers a reader's
 //    registration only inside its own API calls (Open/BeginStep/EndStep/Put), so a reader's
 //    Open blocks until the analytics next write a record -- forever if they stall, or if a
@@ -57,7 +58,10 @@
 
 #include <adios2.h>
 
+#include <dirent.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -482,7 +486,7 @@ private:
     /// (a restarted analytics job re-creates the stream).
     std::array<int64_t, 3> m_Identity{{-1, -1, -1}};
     int64_t m_IdentitySize = 0;
-    std::array<int64_t, 3> m_EndedIdentity{{-1, -1, -1}};
+    std::array<int64_t, 4> m_EndedKey{{-1, -1, -1, -1}}; // {dev, inode, mtime ns, size} at the end
     std::chrono::steady_clock::time_point m_NextReplacedCheck{};
     /// How often a connected client checks whether its stream was replaced.
     static constexpr int ReplacedCheckMs = 500;
@@ -573,14 +577,55 @@ private:
         const auto [identity, size] = StatIdentity();
         if (identity[0] < 0)
             return false; // gone (finished, or restarting): keep reading what we have
-        const bool replaced = identity != m_Identity || (!m_IsSst && size < m_IdentitySize);
+        // A new file may get the old one's inode number back: for BP5 our own open md.idx being
+        // deleted says the file at the path is another one.
+        const bool replaced = identity != m_Identity || (!m_IsSst && size < m_IdentitySize) ||
+                              (!m_IsSst && OpenFileDeleted(m_Stream + "/md.idx"));
         m_IdentitySize = size;
         return replaced;
     }
 
+    /// The writer's file as it is now, in full ({dev, inode, mtime ns, size}; dev -1 when absent): an
+    /// ended stream's file no longer changes, and a new file may reuse the old one's inode number.
+    std::array<int64_t, 4> EndKey() const
+    {
+        struct stat st;
+        if (::stat(Contact().c_str(), &st) != 0)
+            return {{-1, -1, -1, -1}};
+        return {{static_cast<int64_t>(st.st_dev), static_cast<int64_t>(st.st_ino),
+                 static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec,
+                 static_cast<int64_t>(st.st_size)}};
+    }
+
+    /// Whether this process holds ``path`` open and that file was deleted (Linux /proc; false elsewhere).
+    static bool OpenFileDeleted(const std::string &path)
+    {
+        char resolved[PATH_MAX];
+        if (!::realpath(path.substr(0, path.find_last_of('/')).c_str(), resolved))
+            return false; // the folder is gone too: nothing new to attach to yet
+        const std::string target = std::string(resolved) + path.substr(path.find_last_of('/')) + " (deleted)";
+        DIR *dir = ::opendir("/proc/self/fd");
+        if (!dir)
+            return false;
+        bool found = false;
+        char link[PATH_MAX + 16];
+        while (dirent *e = ::readdir(dir))
+        {
+            const std::string fd = std::string("/proc/self/fd/") + e->d_name;
+            const ssize_t n = ::readlink(fd.c_str(), link, sizeof(link) - 1);
+            if (n > 0 && std::string(link, static_cast<size_t>(n)) == target)
+            {
+                found = true;
+                break;
+            }
+        }
+        ::closedir(dir);
+        return found;
+    }
+
     void EndStream()
     {
-        m_EndedIdentity = m_Identity;
+        m_EndedKey = EndKey();
         CloseEngine();
         m_Stats.ended = true;
     }
@@ -606,7 +651,7 @@ private:
         {
             return; // the same stale contact file that failed before
         }
-        if (StatIdentity().first == m_EndedIdentity)
+        if (m_EndedKey[0] >= 0 && EndKey() == m_EndedKey)
         {
             return; // the stream that already ended: wait for a new one
         }

@@ -134,7 +134,7 @@ class SteeringClient:
         #: stream that ended: after an end the client attaches only to a new one.
         self._identity: tuple[int, int, float] | None = None
         self._size = 0
-        self._ended_identity: tuple[int, int, float] | None = None
+        self._ended_identity: tuple[int, int, int, int] | None = None
         self._next_replaced_check = 0.0
         self._callbacks: dict[str, Callable[[Command], None]] = {"continue": lambda c: None}
         self._parameters: dict[str, _Parameter] = {}
@@ -198,14 +198,14 @@ class SteeringClient:
                 continue
             if status == self._bindings.StepStatus.EndOfStream:
                 log.info("steering stream %r ended (analytics finished or gone); the simulation goes on", self.stream)
-                self._ended_identity = self._identity
+                self._ended_identity = self._end_key()
                 self._close_engine()
                 self.stats.ended = True
                 break
             if status != self._bindings.StepStatus.NotReady:  # OtherError: the writer vanished (SST)
                 log.warning("steering: the analytics' end of %r vanished (%s); the simulation goes on and "
                             "reattaches if they restart", self.stream, status)
-                self._ended_identity = self._identity
+                self._ended_identity = self._end_key()
                 self._close_engine()
                 self.stats.ended = True
                 break
@@ -250,13 +250,27 @@ class SteeringClient:
         return (st.st_dev, st.st_ino, st.st_mtime if self._sst else 0.0), st.st_size
 
     def _replaced(self) -> bool:
-        """Whether the stream we read was removed and written anew (a restarted analytics job)."""
+        """Whether the stream we read was removed and written anew (a restarted analytics job).
+
+        A new file may get the old one's inode number back, so for BP5 the
+        reader's own open ``md.idx`` is also looked at (Linux ``/proc/self/fd``):
+        once it is deleted, the file at the path is another one.
+        """
         identity, size = self._stat_identity()
         if identity is None:
             return False  # gone (the analytics finished and cleaned up, or are restarting): keep reading
-        replaced = identity != self._identity or (not self._sst and size < self._size)
+        replaced = (identity != self._identity or (not self._sst and size < self._size)
+                    or (not self._sst and _open_file_deleted(os.path.join(self.stream, "md.idx"))))
         self._size = size
         return replaced
+
+    def _end_key(self) -> tuple[int, int, int, int] | None:
+        """The writer's file as it is now, in full (an ended stream's file no longer changes)."""
+        try:
+            st = os.stat(self._contact())
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _try_open(self) -> None:
         # Open only once the writer's file exists, so opening never waits for it.
@@ -268,9 +282,9 @@ class SteeringClient:
         key = (st.st_mtime, st.st_size)
         if self._sst and self._failed_contact == key:
             return  # the same stale contact file that failed before
-        identity, size = self._stat_identity()
-        if identity is not None and identity == self._ended_identity:
+        if self._ended_identity is not None and self._end_key() == self._ended_identity:
             return  # the stream that already ended: wait for a new one
+        identity, size = self._stat_identity()
         try:
             self._engine = self._io.open(self.stream, self._bindings.Mode.Read)
             self._identity, self._size = identity, size
@@ -438,6 +452,22 @@ class SteeringClient:
         self.stats.applied += 1
         self.history.append((cmd, "applied"))
         return cmd
+
+
+def _open_file_deleted(path: str) -> bool:
+    """Whether this process holds ``path`` open and that file was deleted (Linux; False elsewhere)."""
+    target = os.path.abspath(path) + " (deleted)"
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == target:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 class _CallbackError(Exception):

@@ -112,7 +112,7 @@ def test_header_follows_a_restarted_reverse_stream(bad_records, tmp_path, first_
     from intransit.adapters.steering import SteeringWriter
 
     stream = str(tmp_path / "steer.bp")
-    follower = subprocess.Popen([bad_records, stream, "follow", "12"], stdout=subprocess.PIPE,
+    follower = subprocess.Popen([bad_records, stream, "follow", "120", "6"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)
@@ -133,7 +133,7 @@ def test_header_follows_a_restarted_reverse_stream(bad_records, tmp_path, first_
         for v in (0.4, 0.5, 0.6):
             b.write(0, "set", {"name": "dt", "value": v})
             time.sleep(0.3)
-        out, err = follower.communicate(timeout=60)
+        out, err = follower.communicate(timeout=150)
         b.close()
     finally:
         if follower.poll() is None:
