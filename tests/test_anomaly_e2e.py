@@ -25,8 +25,8 @@ def write_job(folder: str, stream: str, steer: str) -> str:
         name = "{stream}"
         xml = "{os.path.join(procs.ROOT, 'xml_configs', 'analytics.xml')}"
         variables = ["density"]
-        step_timeout_s = 60
-        open_timeout_s = 60
+        step_timeout_s = 120
+        open_timeout_s = 300                # the writer's 150-step HW warm-up takes 20-100 s on a loaded machine
 
         [[analyzers]]
         type = "anomaly"
@@ -70,8 +70,8 @@ def test_anomaly_rule_stops_the_unstable_simulation_before_blow_up(tmp_path):
                        "--steps", "250", "--unstable-step", str(ONSET), "--truth", truth,
                        "--steering", steer, "--steering-wait", "30"], folder, "sim.log")
     try:
-        rc_sim = procs.wait(sim, 150)
-        rc_an = procs.wait(an, 150)
+        rc_sim = procs.wait(sim, 420)
+        rc_an = procs.wait(an, 420)
     finally:
         procs.stop(sim)
         procs.stop(an)
@@ -83,7 +83,9 @@ def test_anomaly_rule_stops_the_unstable_simulation_before_blow_up(tmp_path):
         t = json.load(fh)
     assert t["blowup_step"] is None, t  # never blew up ...
     stopped = t["stopped_by_steering"]
-    assert stopped is not None and ONSET <= stopped < ONSET + 15, t  # ... because the rule stopped it early
+    # ... because the rule stopped it early: at 64^2 this run blows up 20-22 steps after the onset (measured in
+    # benchmarks/anomaly.py); the growth is visible in the field only in its last ~8 steps (docs/anomaly.md)
+    assert stopped is not None and ONSET <= stopped < ONSET + 20, t
     assert t["max_abs_density"] < 1e3
     assert "rule 'instability'" in sim_log
     cat = read_catalog(os.path.join(folder, "cat.bp"))
