@@ -56,6 +56,8 @@ class PeakFinder(Analyzer):
 
 PEAKS = [(1, 2), (6, 9), (12, 3), (14, 14)]
 
+pytestmark = pytest.mark.slow  # a pip build and install, then intransit in its own process
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> str:

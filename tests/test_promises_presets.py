@@ -244,10 +244,12 @@ def test_keep_pace_preset_never_waits_and_the_reader_counts_what_it_missed(tmp_p
     assert analyzed == sorted(set(analyzed)) and analyzed[-1] <= written_total - 1
     # Each analyzed step's `dropped` is exactly the gap before it (writer step numbers skip).
     assert dropped == [s - (p + 1) for p, s in zip([-1, *analyzed[:-1]], analyzed)]
-    assert sum(dropped) >= 20, (frozen_at, analyzed)  # the frozen reader missed steps: not waited for
     # Every written step is analyzed or counted as dropped, the tail after the last analyzed one included.
     summary = procs.read_log(folder, "analytics.log")
     m = re.search(r"(\d+) steps analyzed, (\d+) dropped", summary)
     assert m, summary[-3000:]
     assert int(m.group(1)) == len(analyzed)
     assert int(m.group(1)) + int(m.group(2)) == written_total, summary[-3000:]
+    # The frozen reader missed most of the 30 steps (before a later analyzed step, or in the tail
+    # after its last one): not waited for.
+    assert int(m.group(2)) >= 20 and int(m.group(2)) >= sum(dropped), (frozen_at, analyzed, summary[-1500:])

@@ -117,6 +117,7 @@ WRITER = textwrap.dedent("""
 
 
 @pytest.mark.sst
+@pytest.mark.slow
 def test_python_client_over_a_real_sst_reverse_stream(tmp_path):
     folder = str(tmp_path)
     stream = os.path.join(folder, "steer")
@@ -157,6 +158,7 @@ def test_python_client_over_a_real_sst_reverse_stream(tmp_path):
     _assert_bounded(report["durations"], timeout, skip_first=True)
 
 
+@pytest.mark.slow
 def test_every_poll_is_bounded_with_a_backlog_of_records(tmp_path):
     """5,000 records wait in a BP5 reverse stream: each poll reads what fits in its timeout, no more."""
     from intransit.adapters.steering import SteeringWriter
@@ -187,6 +189,7 @@ def test_every_poll_is_bounded_without_analytics(tmp_path):
 
 
 @pytest.mark.sst
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="SteeringClient opens an SST reverse stream synchronously: an SST writer "
                    "answers a reader's Open only inside its own calls, so analytics that have opened the stream "
                    "but not yet written (a long first step, a hang) hold the simulation's poll for as long "
