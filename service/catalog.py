@@ -269,15 +269,17 @@ def check_catalog_path(path: str) -> None:
 _BP5_NAME = re.compile(r"^(md\.idx|md\.\d+|mmd\.\d+|data\.\d+|profiling\.json|\.bpversion)$")
 
 
-def check_writable(path: str, what: str) -> None:
+def check_writable(path: str, what: str, *, folder: bool = False) -> None:
     """Refuse, before anything runs, an output path whose folder cannot be created or written.
+
+    ``folder``: ``path`` is itself the folder the files go into (``report --csv``, products).
 
     The test is a real one (a temporary file made and removed in the
     folder): permission bits say nothing for root, and a read-only file
     system or a plain file where a folder should be only shows on writing.
     """
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) and what != "catalog" and what != "products folder":
+    parent = os.path.abspath(path) if folder else os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) and what != "catalog" and not folder:
         raise OutputPathError(f"{what} {path!r} is a directory; give a file path (e.g. "
                               f"{os.path.join(path, 'summary.json')!r})")
     probe = parent

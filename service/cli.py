@@ -87,7 +87,7 @@ def _preflight(cfg: job_config.JobConfig, args: argparse.Namespace) -> None:
     if cfg.output.checkpoint:
         check_writable(cfg.output.checkpoint, "[output] checkpoint")
     if cfg.output.products:
-        check_writable(os.path.join(cfg.output.products, "x"), "products folder")
+        check_writable(cfg.output.products, "[output] products folder", folder=True)
     engine = job_config.effective_engine(cfg.stream)
     if engine.lower() in _REPLAY_ENGINES:
         problem = replay_problem(cfg.stream.name, engine)

@@ -135,7 +135,8 @@ class ReadPlan:
                 h, p = analyzer.halo_spec(ndim)
                 h, p = tuple(int(x) for x in h), tuple(bool(x) for x in p)
             except Exception as exc:
-                raise SetupError(f"analyzer {name!r}: halo_spec({ndim}) failed for variable {variable!r}: {exc}") from exc
+                raise SetupError(f"analyzer {name!r} cannot read the {ndim}-D variable {variable!r}: {exc}; fix its "
+                                 f"params in the job file so they fit a {ndim}-D field (one entry per axis)") from exc
             if len(h) != ndim or len(p) != ndim or any(x < 0 for x in h):
                 raise SetupError(f"analyzer {name!r}: halo_spec({ndim}) must give {ndim} cell counts >= 0 and {ndim} "
                                  f"periodic flags for the {ndim}-D variable {variable!r}; got {h!r}, {p!r}")

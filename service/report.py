@@ -77,7 +77,7 @@ def report(path: str, *, csv_dir: str | None = None, timeout_s: float = 120.0) -
     A ``csv_dir`` that cannot be written is refused before the catalog is read (OutputPathError).
     """
     if csv_dir:
-        check_writable(os.path.join(csv_dir, "steps.csv"), "--csv folder")
+        check_writable(csv_dir, "--csv folder", folder=True)
     cat = read_catalog_bounded(path, timeout_s)
     lines = summary_lines(cat)
     paths = write_csv(cat, csv_dir) if csv_dir else []
