@@ -42,8 +42,10 @@ scored, nor its growth over 8 steps: a faster but healthy pattern is a change
 point (``changepoint``), not an anomaly.
 
 * ``growth_score``: the largest z of E, max|n| (1 and 8 steps), R and R2 (per
-  step) over its threshold, or the CUSUM of the per-step E / max|n| growth z
-  beyond 2 (moderate growth that goes on and on) over its own threshold;
+  step) over its threshold, or the CUSUM of the per-step energy growth z
+  beyond 2 (moderate growth that goes on and on) over its own threshold (the
+  energy only: max|n| is local, a source or a spot piling up makes it grow
+  for a while in a healthy run);
 * ``grid_score``: the larger z of E_N (1 and 8 steps) over its threshold
   (checkerboards, ringing);
 * ``conservation_score``: ``|mean of dM over the last 16 steps| / (rms of dM on
@@ -117,7 +119,7 @@ STOP_SCORES = ("growth", "sustained", "grid")
 #: a nominal step joins the calibration and the robust statistics only after this many more nominal steps
 PENDING = HORIZON + 4
 ALL_SCORES = ("growth", "sustained", "grid", "conservation")
-#: sustained growth: CUSUM of the per-step energy / max|n| growth z beyond this reference
+#: sustained growth: CUSUM of the per-step energy growth z beyond this reference
 CUSUM_K = 2.0
 
 
@@ -448,7 +450,7 @@ class AnomalyDetector(Analyzer):
         floor = 1e-13 * (abs(d["mass"]) + math.sqrt(d["E"]))  # rounding of a conserved mean
         drift = abs(float(np.mean(self.dM))) if len(self.dM) == DRIFT_STEPS else 0.0
         # moderate growth that goes on and on (a slowly destabilised run): Page's CUSUM of the energy growth
-        self.cusum = max(0.0, self.cusum + float(max(z[0], z[3])) - CUSUM_K)
+        self.cusum = max(0.0, self.cusum + float(z[0]) - CUSUM_K)
         raw = {"growth": float(z[GROWTH_IDX].max()), "sustained": self.cusum, "grid": float(z[GRID_IDX].max()),
                "conservation": drift / (max(self.dM_rms, floor) / math.sqrt(DRIFT_STEPS))}
         feat = int(np.argmax(z))
