@@ -963,12 +963,9 @@ private:
             out = text.substr(b, i - b);
             return true;
         };
-        // Skip one value of any kind (nested ones iteratively); kind and text of a scalar.
-        auto value = [&](JsonMember &m) -> bool {
-            ws();
-            if (i >= n)
-                return false;
-            char c = text[i];
+        // One scalar at i (string, number, true/false/null): its kind and text; false if malformed or none.
+        auto scalar = [&](JsonMember &m) -> bool {
+            const char c = text[i];
             if (c == '"')
             {
                 m.kind = 's';
@@ -990,11 +987,26 @@ private:
                     return true;
                 }
             }
-            if (c != '{' && c != '[')
+            return false;
+        };
+        // Inside an object: `"key" :` (whitespace allowed before the colon); the key itself is not kept.
+        auto memberKey = [&]() -> bool {
+            std::string key;
+            if (i >= n || text[i] != '"' || !str(key))
                 return false;
+            ws();
+            return i < n && text[i++] == ':';
+        };
+        // Skip one value of any kind (nested ones iteratively); kind and text of a scalar.
+        auto value = [&](JsonMember &m) -> bool {
+            ws();
+            if (i >= n)
+                return false;
+            char c = text[i];
+            if (c != '{' && c != '[')
+                return scalar(m);
             m.kind = c == '{' ? 'o' : 'a';
             std::vector<char> stack; // closing brackets still expected
-            std::string scratch;
             bool expectValue = true;
             while (i < n)
             {
@@ -1018,47 +1030,15 @@ private:
                             return true;
                         continue;
                     }
-                    if (stack.back() == '}')
-                    {
-                        scratch.clear();
-                        if (i >= n || text[i] != '"' || !str(scratch))
-                            return false;
-                        ws();
-                        if (i >= n || text[i++] != ':')
-                            return false;
-                    }
+                    if (stack.back() == '}' && !memberKey())
+                        return false;
                     continue;
                 }
                 if (expectValue)
                 {
-                    const size_t before = i;
-                    if (c == '"')
-                    {
-                        scratch.clear();
-                        if (!str(scratch))
-                            return false;
-                    }
-                    else if (c == '-' || std::isdigit(static_cast<unsigned char>(c)) || c == 'N' || c == 'I')
-                    {
-                        if (!number(scratch))
-                            return false;
-                    }
-                    else
-                    {
-                        bool word = false;
-                        for (const char *w : {"true", "false", "null"})
-                        {
-                            const size_t len = std::char_traits<char>::length(w);
-                            if (text.compare(i, len, w) == 0)
-                            {
-                                i += len;
-                                word = true;
-                                break;
-                            }
-                        }
-                        if (!word || i == before)
-                            return false;
-                    }
+                    JsonMember nested;
+                    if (!scalar(nested))
+                        return false;
                     expectValue = false;
                     continue;
                 }
@@ -1069,11 +1049,7 @@ private:
                     if (stack.back() == '}')
                     {
                         ws();
-                        scratch.clear();
-                        if (i >= n || text[i] != '"' || !str(scratch))
-                            return false;
-                        ws();
-                        if (i >= n || text[i++] != ':')
+                        if (!memberKey())
                             return false;
                     }
                     continue;

@@ -65,8 +65,11 @@ def write_job(
     open_timeout_s: float = 120,
     analyzers: str | None = None,
     max_steps: int = 0,
+    extra: str = "",
+    output: str = "",
 ) -> str:
-    """A job config over the reference simulation's density field (``max_steps`` 0: to the end)."""
+    """A job config over the reference simulation's density field (``max_steps`` 0: to the end);
+    ``extra``: more TOML sections, ``output``: more ``[output]`` keys."""
     xml = os.path.join(ROOT, "xml_configs", "analytics.xml" if engine in (None, "SST") else "replay_bp5.xml")
     analyzers = analyzers or DETECT_TRACK
     text = f"""
@@ -79,8 +82,10 @@ def write_job(
         max_steps = {max_steps}
         {f'engine = "{engine}"' if engine else ''}
         {textwrap.dedent(analyzers)}
+        {textwrap.dedent(extra)}
         [output]
         catalog = "{catalog}"
+        {textwrap.dedent(output)}
         """
     path = os.path.join(folder, name)
     with open(path, "w") as fh:

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from typing import Any, Sequence
 
@@ -38,24 +37,10 @@ FAST_SIM = ["--size", "64", "--blobs", "2", "--turbulence", "0", "--timeout", "1
 def job(folder: str, stream: str, *, seconds: float = 0.0, name: str = "job.toml", step_timeout_s: float = 30,
         open_timeout_s: float = 60, extra: str = "", output: str = "", analyzers: str | None = None) -> str:
     """A job over ``stream`` with the sleepy analyzer (``seconds`` per step); ``extra``: more TOML sections."""
-    xml = os.path.join(procs.ROOT, "xml_configs", "analytics.xml")
-    body = f"""
-[stream]
-name = "{stream}"
-xml = "{xml}"
-variables = ["density"]
-step_timeout_s = {step_timeout_s}
-open_timeout_s = {open_timeout_s}
-{analyzers if analyzers is not None else SLEEPY.format(seconds=seconds)}
-{textwrap.dedent(extra)}
-[output]
-catalog = "{os.path.join(folder, name.replace('.toml', '_catalog.bp'))}"
-{textwrap.dedent(output)}
-"""
-    path = os.path.join(folder, name)
-    with open(path, "w") as fh:
-        fh.write(body)
-    return path
+    return procs.write_job(
+        folder, stream, name=name, catalog=os.path.join(folder, name.replace(".toml", "_catalog.bp")),
+        step_timeout_s=step_timeout_s, open_timeout_s=open_timeout_s,
+        analyzers=analyzers if analyzers is not None else SLEEPY.format(seconds=seconds), extra=extra, output=output)
 
 
 def start_analytics(folder: str, job_path: str, ranks: int = 1, *args: str, log_name: str = "analytics.log",
