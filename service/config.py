@@ -209,24 +209,29 @@ def _has_nan(value: Any) -> bool:
     return False
 
 
-def load(path: str) -> JobConfig:
-    """Read and validate a job file; relative paths resolve against its folder."""
+def read_toml(path: str, what: str = "job config", example: str = "job.toml") -> dict[str, Any]:
+    """The TOML table in ``path``, or a ConfigError naming what is wrong with the file (``what``: its role,
+    ``example``: a file name to suggest when ``path`` is a folder)."""
     try:
         with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"job config {path!r} does not exist") from None
+        raise ConfigError(f"{what} {path!r} does not exist") from None
     except IsADirectoryError:
-        raise ConfigError(f"job config {path!r} is a directory: give the job's TOML file "
-                          f"(e.g. {os.path.join(path, 'job.toml')!r})") from None
+        raise ConfigError(f"{what} {path!r} is a directory: give the {what.split()[0]}'s TOML file "
+                          f"(e.g. {os.path.join(path, example)!r})") from None
     except PermissionError:
-        raise ConfigError(f"job config {path!r} cannot be read (permission denied)") from None
+        raise ConfigError(f"{what} {path!r} cannot be read (permission denied)") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"job config {path!r} is not text (byte {exc.start} is not UTF-8): "
-                          f"a job config is a UTF-8 TOML file; is this a binary or a BP5 file?") from None
+        raise ConfigError(f"{what} {path!r} is not text (byte {exc.start} is not UTF-8): "
+                          f"the {what} must be a UTF-8 TOML file; is this a binary or a BP5 file?") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return from_dict(raw, path=path)
+
+
+def load(path: str) -> JobConfig:
+    """Read and validate a job file; relative paths resolve against its folder."""
+    return from_dict(read_toml(path), path=path)
 
 
 def from_dict(raw: Mapping[str, Any], *, path: str = "<job>") -> JobConfig:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 from typing import Any, Mapping
 
-from intransit.service.config import ConfigError
+from intransit.service.config import ConfigError, read_toml
 
 DESIGNS = ("sobol", "lhs", "random")
 DISTRIBUTIONS = ("uniform", "loguniform", "normal")
@@ -130,14 +129,7 @@ def _positive(where: str, value: float, *, zero: bool = False) -> None:
 
 
 def load(path: str) -> EnsembleConfig:
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"ensemble config {path!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return from_dict(raw, path=path)
+    return from_dict(read_toml(path, "ensemble config", "ensemble.toml"), path=path)
 
 
 def from_dict(raw: Mapping[str, Any], *, path: str = "<ensemble>") -> EnsembleConfig:

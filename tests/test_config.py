@@ -137,7 +137,7 @@ def test_a_well_formed_steered_job_loads(tmp_path):
 def test_binary_file_and_directory_as_job_config_are_named(tmp_path):
     binary = tmp_path / "job.bin"
     binary.write_bytes(bytes(range(128, 256)) * 4)
-    with pytest.raises(config.ConfigError, match="is not text .* a job config is a UTF-8 TOML file"):
+    with pytest.raises(config.ConfigError, match="is not text .* the job config must be a UTF-8 TOML file"):
         config.load(str(binary))
     with pytest.raises(config.ConfigError, match="is a directory: give the job's TOML file"):
         config.load(str(tmp_path))
