@@ -135,3 +135,23 @@ def test_slurm_scripts(tmp_path):
     attempt, tag, cmd = lines[5].split("\t")
     assert attempt == "1" and tag == "m00005_a1" and os.path.join(cfg.workdir, "streams", "m00005_a1") in cmd
     assert cmd.startswith("/opt/py/bin/python ")
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("folder", "is a directory: give the ensemble's TOML file"),
+    ("binary", "is not text"),
+    ("missing", "does not exist"),
+    ("not_toml", "not valid TOML"),
+])
+def test_cli_refuses_unreadable_ensemble_files_without_a_traceback(tmp_path, kind, words):
+    path = tmp_path / "e.toml"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "binary":
+        path.write_bytes(b"\x00\xff\xfe")
+    elif kind == "not_toml":
+        path.write_text("[ensemble\nsamples = ")
+    for sub in ("plan", "run"):
+        res = subprocess.run([procs.INTRANSIT, "ensemble", sub, str(path)], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and words in res.stderr, (sub, res.returncode, res.stderr)
+        assert "Traceback" not in res.stderr
