@@ -228,3 +228,18 @@ def run_pair(
         stop(analytics)
         remove_contact_files(folder)
     return rc_sim, rc_an
+
+
+def xfail_if_sst_writer_hung(folder: str, rc: int, log_name: str = "sim.log") -> None:
+    """xfail (never pass) a run whose SST writer's watchdog ended it in ``EndStep`` after its readers were killed.
+
+    That writer sometimes blocks in ``EndStep`` with no reader left (ADIOS2, not intransit:
+    docs/adios2_notes.md; 3 of 4 full-suite runs, 1 in ~60 runs of the fault file alone); the
+    simulation's own watchdog is then the only guard.  The reason names the step it blocked in.
+    """
+    import pytest
+
+    log = read_log(folder, log_name)
+    hung = [x for x in log.splitlines() if "EndStep" in x and "blocked for too long" in x]
+    if rc != 0 and hung:
+        pytest.xfail(f"ADIOS2 SST writer hung after its readers were SIGKILLed: {hung[0].strip()}")
