@@ -240,6 +240,6 @@ def xfail_if_sst_writer_hung(folder: str, rc: int, log_name: str = "sim.log") ->
     import pytest
 
     log = read_log(folder, log_name)
-    hung = [x for x in log.splitlines() if "EndStep" in x and "blocked for too long" in x]
-    if rc != 0 and hung:
-        pytest.xfail(f"ADIOS2 SST writer hung after its readers were SIGKILLed: {hung[0].strip()}")
+    hung = next((x for x in log.splitlines() if "EndStep" in x and "blocked for too long" in x), None)
+    if rc != 0 and hung is not None:
+        pytest.xfail(f"ADIOS2 SST writer hung after its readers were SIGKILLed: {hung.strip()}")

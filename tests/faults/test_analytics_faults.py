@@ -41,7 +41,6 @@ def _keep_pace_sim(folder: str, stream: str, steps: int):
     return sim, timing
 
 
-
 def _assert_sim_finished(folder: str, rc: int, timing: str, steps: int) -> None:
     log = procs.read_log(folder, "sim.log")
     assert rc == 0 and f"wrote {steps} steps" in log, (rc, log[-3000:])
